@@ -1,0 +1,8 @@
+"""Test-session settings shared by the unit tests and the nbval runs of the notebooks."""
+
+import os
+import tempfile
+
+# Check cells record progress; in tests that goes to a throwaway folder, never to the
+# developer's own progress (kernels started by nbval inherit this environment).
+os.environ["PRODREADY_STATE"] = tempfile.mkdtemp(prefix="prodready-test-state-")

@@ -1,0 +1,1 @@
+"""Checkers, one module per course module, named by its slug (``validation.py`` ...)."""

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from prodready._catalogue import load_catalogue
+from prodready._course import Course
+
+REPO = Path(__file__).resolve().parents[1]
+# The fixture course's notebooks are test data: `make test` runs nbval over tests/ too.
+collect_ignore = ["fixture_course"]
+FIXTURE_COURSE = Path(__file__).with_name("fixture_course")
+
+
+@pytest.fixture(scope="session")
+def course() -> Course:
+    """The real course in this repository."""
+    return Course(REPO, load_catalogue())
+
+
+@pytest.fixture
+def fixture_course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Course:
+    """A private copy of the four-exercise fixture course, with its own state folder."""
+    root = tmp_path / "course"
+    shutil.copytree(FIXTURE_COURSE, root)
+    monkeypatch.setenv("PRODREADY_STATE", str(tmp_path / "state"))
+    return Course(root, load_catalogue(root / "catalogue.toml"))

@@ -6,11 +6,14 @@ STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with src/prodready/nbval_sanitize.cfg \
           --nbval-cell-timeout 600
 JOBS   ?= 2
+# JupyterLab refuses to start as root unless told; containers often run as root.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test lint bench workbooks refresh-outputs lock doctor clean
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 test: $(STAMP) lint
 	$(BIN)/pytest -n $(JOBS) --dist loadscope $(NBVAL) tests notebooks solutions

@@ -51,3 +51,8 @@ def test_hint_reset_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "no exercise 'fixture.nope'" in err
     code, _, err = run(capsys, "check", "42")
     assert code == 2 and "no module '42'" in err
+
+
+def test_data_lists_the_generated_data_sets(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "list")
+    assert code == 0 and out.startswith("access_log ") and "orders" in out

@@ -166,6 +166,7 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")  # built on purpose
 def test_a_hostile_class_grades_in_one_run_with_the_right_verdicts(
     fixture_course: Course, tmp_path: Path
 ) -> None:

@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     grade.set_defaults(run=_grade)
 
+    data = sub.add_parser("data", help="list or generate the course's large data sets")
+    data.add_argument("action", choices=["list", "generate"])
+    data.add_argument("names", nargs="*", help="data sets to generate (default: all)")
+    data.set_defaults(run=_data)
+
     doctor = sub.add_parser("doctor", help="check this machine's setup and say how to fix it")
     doctor.add_argument("--no-kernel", action="store_true", help="skip starting a kernel")
     doctor.set_defaults(run=_doctor_command)
@@ -220,6 +225,21 @@ class ProgressBar:
     def close(self) -> None:
         if self.live:
             self.stream.write("\n")
+
+
+def _data(args: argparse.Namespace) -> int:
+    from . import _datagen  # generators are only needed here
+
+    if args.action == "list":
+        for name, description in _datagen.DATASETS.items():
+            print(f"{name:<16} {description}")
+        return 0
+    for name in args.names or list(_datagen.DATASETS):
+        started = time.monotonic()
+        path = _datagen.ensure(name)
+        size = path.stat().st_size / 1e6
+        print(f"{name}: {path} ({size:.0f} MB, {time.monotonic() - started:.1f} s)")
+    return 0
 
 
 def _doctor_command(args: argparse.Namespace) -> int:

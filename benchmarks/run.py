@@ -22,6 +22,7 @@ def main(selected: list[str]) -> int:
         spec = importlib.util.spec_from_file_location(script.stem, script)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        sys.modules[script.stem] = module  # dataclasses look their module up while defined
         spec.loader.exec_module(module)
         started = time.perf_counter()
         module.main()

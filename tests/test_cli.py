@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from prodready import _cli
@@ -56,3 +61,18 @@ def test_hint_reset_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_data_lists_the_generated_data_sets(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "data", "list")
     assert code == 0 and out.startswith("access_log ") and "orders" in out
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `prodready progress | head -1`: the reader is gone before the output is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "PRODREADY_STATE": str(tmp_path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "prodready", "progress"],
+            stdout=write_end, stderr=subprocess.PIPE, env=env, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and done.returncode == 0

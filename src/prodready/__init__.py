@@ -1,11 +1,12 @@
 """prodready: Python backends that survive production.
 
 The helpers a notebook uses. The ``prodready`` command calls the same functions.
+Every notebook and every graded kernel imports this package, so it imports only what a
+check needs; the grading machinery (nbformat and friends) loads when it is used.
 """
 
 from ._check import ExerciseFailed, check, check_async
 from ._course import Course, data_path, scratch_dir
-from ._learner import render_progress
 
 __version__ = "0.1.0"
 
@@ -31,4 +32,6 @@ def hint(exercise_id: str, level: int | None = None) -> None:
 
 def progress() -> None:
     """Print done/total per module, the same view as `prodready progress`."""
+    from ._learner import render_progress
+
     print(render_progress(Course.discover()))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._catalogue import Module
 from ._course import Course
-from ._grading import DEFAULT_TIMEOUT, ExerciseResult, ModuleGrade, grade_workbook
+from ._grading import DEFAULT_TIMEOUT, ExerciseResult, ModuleGrade, grade_workbooks
 
 GRADES, SUMMARY, FEEDBACK = "grades.csv", "summary.csv", "feedback"
 _COLUMNS = ["learner", "module", "exercise", "passed", "seconds", "message"]
@@ -129,32 +129,56 @@ def grade_class(
     timeout: float = DEFAULT_TIMEOUT,
     on_graded: Callable[[Submission, list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Grade every submission, ``jobs`` at a time, each in a fresh kernel. Never raises
-    for a submission: whatever goes wrong becomes that submission's verdicts."""
+    """Grade every submission, each in a fresh kernel, ``jobs`` test runs at a time.
+    Never raises for a submission: whatever goes wrong becomes its verdicts."""
+    workers = jobs or os.cpu_count() or 1
+    chunks = _chunks(submissions, workers)
     rows: list[Row] = []
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = {pool.submit(_grade_one, course, s, timeout): s for s in submissions}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_grade_chunk, course, chunk, timeout): chunk for chunk in chunks}
         for future in as_completed(futures):
-            submission = futures[future]
-            graded = future.result()
-            rows.extend(graded)
-            if on_graded:
-                on_graded(submission, graded)
+            for submission, graded in zip(futures[future], future.result(), strict=True):
+                rows.extend(graded)
+                if on_graded:
+                    on_graded(submission, graded)
     return sort_rows(course, rows)
 
 
-def _grade_one(course: Course, submission: Submission, timeout: float) -> list[Row]:
-    module = submission.module
-    if submission.path is None:
-        results = [ExerciseResult(ex.id, False, "no workbook handed in") for ex in module.exercises]
-        return _rows(submission, ModuleGrade(module, tuple(results)))
+def _chunks(submissions: list[Submission], workers: int) -> list[list[Submission]]:
+    """Several notebooks share one test run (its start-up is a large part of the cost),
+    yet each worker still gets several chunks, so one slow chunk does not hold the rest."""
+    size = max(1, min(_MAX_CHUNK, len(submissions) // (workers * 4)))
+    return [submissions[i : i + size] for i in range(0, len(submissions), size)]
+
+
+_MAX_CHUNK = 8
+
+
+def _grade_chunk(course: Course, chunk: list[Submission], timeout: float) -> list[list[Row]]:
+    handed_in = [s for s in chunk if s.path is not None]
     try:
-        grade = grade_workbook(course, module, submission.path, timeout=timeout)
-    except Exception as e:  # a grader fault must cost one submission, never the class
+        grades = iter(
+            grade_workbooks(
+                course, [(s.module, s.path) for s in handed_in if s.path], timeout=timeout
+            )
+        )
+        by_submission = {id(s): next(grades) for s in handed_in}
+    except Exception as e:  # a grader fault must cost these submissions, never the class
         message = f"could not be graded ({type(e).__name__}: {e}); please report this"
-        results = [ExerciseResult(ex.id, False, message) for ex in module.exercises]
-        grade = ModuleGrade(module, tuple(results))
-    return _rows(submission, grade)
+        by_submission = {
+            id(s): ModuleGrade(s.module, tuple(ExerciseResult(ex.id, False, message)
+                                               for ex in s.module.exercises))
+            for s in handed_in
+        }  # fmt: skip
+    rows = []
+    for submission in chunk:
+        grade = by_submission.get(id(submission)) or ModuleGrade(
+            submission.module,
+            tuple(ExerciseResult(ex.id, False, "no workbook handed in")
+                  for ex in submission.module.exercises),
+        )  # fmt: skip
+        rows.append(_rows(submission, grade))
+    return rows
 
 
 def _rows(submission: Submission, grade: ModuleGrade) -> list[Row]:

@@ -34,3 +34,7 @@ def main() -> None:
             f"{module.name:<20} {median:>7.1f}s {min(times):>6.1f}s {max(times):>6.1f}s"
             f"  {median / len(module.exercises):>9.1f} s   {median < TARGET_SECONDS}"
         )
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ import pytest
 from prodready import _cli
 from prodready._course import Course
 from prodready._gradebook import (
+    _chunks,
     find_submissions,
     grade_class,
     read_grades,
@@ -257,6 +258,18 @@ def test_shards_are_deterministic_and_cover_every_learner_once(
     assert slices == [[s.learner for s in shard(submissions, k, 3)] for k in (1, 2, 3)]
     with pytest.raises(ValueError, match="between 1 and N"):
         shard(submissions, 4, 3)
+
+
+@pytest.mark.parametrize(("notebooks", "workers"), [(63, 2), (210, 2), (7, 2), (100, 8), (1, 4)])
+def test_chunks_share_start_up_yet_shrink_so_no_worker_finishes_alone(
+    notebooks: int, workers: int
+) -> None:
+    chunks = _chunks(list(range(notebooks)), workers)
+    assert [n for chunk in chunks for n in chunk] == list(range(notebooks))  # all, once, in order
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == sorted(sizes, reverse=True) and max(sizes) <= 8
+    assert sizes[-workers:] == [1] * min(workers, notebooks)  # the tail is one notebook each
+    assert len(chunks) < notebooks or notebooks <= 2 * workers  # big classes share runs
 
 
 def test_submissions_are_found_by_name_whatever_the_layout(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -128,3 +130,14 @@ def test_another_modules_workbook_under_this_name_is_named(fixture_course: Cours
     grade = grade_workbook(fixture_course, module, path)
     assert grade.passed == 0
     assert "holds answers for sessions, not for 01_fixture" in grade.notice
+
+
+def test_each_grading_run_loads_nbval_without_the_grammar_it_never_uses() -> None:
+    # rfc3987_syntax costs about a second of CPU per test run, paid once per chunk of notebooks
+    probe = (
+        "import sys, prodready._nbval_report, nbval.plugin, nbformat; "
+        "nbformat.validate(nbformat.v4.new_notebook()); "
+        "print(sys.modules.get('rfc3987_syntax'))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "None"

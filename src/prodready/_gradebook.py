@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ._catalogue import Module
 from ._course import Course
@@ -144,14 +145,21 @@ def grade_class(
     return sort_rows(course, rows)
 
 
-def _chunks(submissions: list[Submission], workers: int) -> list[list[Submission]]:
-    """Several notebooks share one test run (its start-up is a large part of the cost),
-    yet each worker still gets several chunks, so one slow chunk does not hold the rest."""
-    size = max(1, min(_MAX_CHUNK, len(submissions) // (workers * 4)))
-    return [submissions[i : i + size] for i in range(0, len(submissions), size)]
+def _chunks(items: list[_T], workers: int) -> list[list[_T]]:
+    """Several notebooks share one test run (its start-up is a large part of the cost), but
+    the chunks shrink as the queue drains: the last ones hold a notebook each, so no worker
+    sits idle while another finishes a long chunk alone (guided self-scheduling)."""
+    chunks, start = [], 0
+    while start < len(items):
+        left = len(items) - start
+        size = max(1, min(_MAX_CHUNK, -(-left // (2 * workers))))  # ceil: a share of what is left
+        chunks.append(items[start : start + size])
+        start += size
+    return chunks
 
 
 _MAX_CHUNK = 8
+_T = TypeVar("_T")
 
 
 def _grade_chunk(course: Course, chunk: list[Submission], timeout: float) -> list[list[Row]]:

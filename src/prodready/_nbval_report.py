@@ -12,6 +12,9 @@ from typing import Any, TextIO
 
 import pytest
 
+# Loaded before nbval (-p plugins come first), so nbval gets nbformat without its slow extra.
+from . import _notebooks  # noqa: F401
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _sink: TextIO | None = None
 

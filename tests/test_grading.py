@@ -133,7 +133,8 @@ def test_another_modules_workbook_under_this_name_is_named(fixture_course: Cours
 
 
 def test_each_grading_run_loads_nbval_without_the_grammar_it_never_uses() -> None:
-    # rfc3987_syntax costs about a second of CPU per test run, paid once per chunk of notebooks
+    # rfc3987_syntax costs about a second of CPU per test run, paid once per chunk of notebooks;
+    # the grader loads its plugin with -p, which pytest imports before nbval's entry point
     probe = (
         "import sys, prodready._nbval_report, nbval.plugin, nbformat; "
         "nbformat.validate(nbformat.v4.new_notebook()); "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 import os
 import re
 import shutil
@@ -145,6 +146,9 @@ def grade_class(
     return sort_rows(course, rows)
 
 
+_T = TypeVar("_T")
+
+
 def _chunks(items: list[_T], workers: int) -> list[list[_T]]:
     """Several notebooks share one test run (its start-up is a large part of the cost), but
     the chunks shrink as the queue drains: the last ones hold a notebook each, so no worker
@@ -152,14 +156,13 @@ def _chunks(items: list[_T], workers: int) -> list[list[_T]]:
     chunks, start = [], 0
     while start < len(items):
         left = len(items) - start
-        size = max(1, min(_MAX_CHUNK, -(-left // (2 * workers))))  # ceil: a share of what is left
+        size = max(1, min(_MAX_CHUNK, math.ceil(left / (2 * workers))))  # a share of what is left
         chunks.append(items[start : start + size])
         start += size
     return chunks
 
 
 _MAX_CHUNK = 8
-_T = TypeVar("_T")
 
 
 def _grade_chunk(course: Course, chunk: list[Submission], timeout: float) -> list[list[Row]]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from ._catalogue import Module
 from ._check import GRADING_ENV
 from ._course import COURSE_ENV, Course
@@ -28,7 +30,6 @@ from ._notebooks import (
     Answers,
     NotebookError,
     cell_role,
-    code_cell,
     compose,
     learner_answers,
     read_notebook,
@@ -144,7 +145,7 @@ class _Prepared:
 def _prepare(course: Course, module: Module, answers: Answers, timeout: float) -> _Prepared:
     honest, tampered = _refuse_tampering(answers)
     graded = compose(read_notebook(course.solution(module)), honest)
-    graded.cells.insert(0, code_cell(_GUARD_CELL))
+    graded.cells.insert(0, nbformat.v4.new_code_cell(_GUARD_CELL))
     code_cells = [c for c in graded.cells if c.cell_type == "code"]
     learner_cells = sum(cell_role(c) is not None for c in code_cells)
     # A hard stop: every learner cell may use its full timeout, and learner code that

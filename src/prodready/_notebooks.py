@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-# jsonschema, under nbformat, imports rfc3987_syntax if it is installed (Jupyter's event
-# system pulls it in) to check "iri" formats, and that import builds a grammar: a second of
-# CPU paid by every grading run. nbformat never checks formats, so it is never needed here.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: import fails fast
-
-import nbformat  # noqa: E402
-from nbformat import NotebookNode  # noqa: E402
-from nbformat.warnings import DuplicateCellId  # noqa: E402
+import nbformat
+from nbformat import NotebookNode
+from nbformat.warnings import DuplicateCellId
 
 ANSWER, CHECK = "answer", "check"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -121,13 +115,8 @@ def stubs(solution: NotebookNode) -> dict[str, list[str]]:
     }
 
 
-def code_cell(source: str) -> NotebookNode:
-    cell: NotebookNode = nbformat.v4.new_code_cell(source)
-    return cell
-
-
 def _answer_cell(exercise: str, source: str, cell_id: str) -> NotebookNode:
-    cell = code_cell(source)
+    cell: NotebookNode = nbformat.v4.new_code_cell(source)
     cell.id = cell_id  # derived from the solution's cell, so rebuilding changes nothing
     cell.metadata["prodready"] = {"exercise": exercise, "role": ANSWER}
     cell.metadata["tags"] = list(_ANSWER_TAGS)

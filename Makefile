@@ -11,12 +11,37 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test lint bench workbooks refresh-outputs lock doctor clean
 
+# The environment's scripts go first on the PATH, so `prodready ...` works as typed in
+# JupyterLab's terminals and in `!prodready ...` cells, without activating anything. The
+# prodready._lab extension lets the course's notebooks open without unsaved changes.
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir="$(CURDIR)" \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab $(LAB_FLAGS) \
+		--ServerApp.root_dir="$(CURDIR)" \
+		--ServerApp.jpserver_extensions='{"prodready._lab": True}' \
 		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
 
 test: $(STAMP) lint
 	$(BIN)/pytest -n $(JOBS) --dist loadscope $(NBVAL) tests notebooks solutions
+
+# The learner's loop in JupyterLab, in a real browser: headless Chromium from Debian's
+# package, driven by Playwright (which never downloads a browser of its own here).
+# Without Chromium it says so and succeeds; `make test` does not run it.
+.PHONY: browser-test
+browser-test: $(STAMP)
+	@chromium=""; for c in /usr/bin/chromium chromium chromium-browser; do \
+		command -v "$$c" >/dev/null 2>&1 && { chromium="$$(command -v "$$c")"; break; }; \
+	done; \
+	if [ -z "$$chromium" ]; then \
+		echo "browser test not run: no Chromium (install Debian's chromium package)"; \
+	else \
+		echo "prodready: browser test with $$chromium; installing its packages into $(VENV) ..."; \
+		if [ -x $(BIN)/uv ]; then \
+			$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[browser]'; \
+		else \
+			$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+				-c constraints.txt -e '.[browser]'; \
+		fi && PRODREADY_BROWSER_TEST=1 $(BIN)/pytest tests/browser -v; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools benchmarks
@@ -44,10 +69,19 @@ lock: $(STAMP)
 clean:
 	rm -rf $(VENV) build src/*.egg-info
 
+# uv installs the same pins several times faster than pip, with a progress display; where
+# uv cannot be had, pip does the same job (slower).
+INSTALL_DEPS := -c constraints.txt -e '.[dev]'
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) tools/check_python.py
+	@echo "prodready: setting up $(VENV) with the pinned stack (first run only, under a minute) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check \
+			"uv==$$(sed -n 's/^uv==//p' constraints.txt)"; then \
+		$(BIN)/uv pip install --python $(BIN)/python $(INSTALL_DEPS); \
+	else \
+		echo "prodready: uv is not available here; installing with pip instead"; \
+		$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on $(INSTALL_DEPS); \
+	fi
 	@touch $(STAMP)
 	@echo "prodready: environment ready in $(VENV) ($$($(BIN)/python --version))"

@@ -6,3 +6,9 @@ import tempfile
 # Check cells record progress; in tests that goes to a throwaway folder, never to the
 # developer's own progress (kernels started by nbval inherit this environment).
 os.environ["PRODREADY_STATE"] = tempfile.mkdtemp(prefix="prodready-test-state-")
+
+# Kernels started side by side (two xdist workers, each grading run's kernels started
+# ahead) must not race for TCP ports: the nbval runs use Unix-domain sockets.
+from prodready._nbval_report import use_ipc_kernels
+
+use_ipc_kernels()

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 from fastapi import FastAPI
 
-from prodready._checks.concurrency import Upstream, serve
+from prodready._checks._support import serve
+from prodready._checks.concurrency import Upstream
 
 RUNS = 5
 WAIT = 0.2
@@ -74,6 +75,19 @@ async def per_call(url: str, shared: bool) -> float:
     return statistics.median(times)
 
 
+async def trickle(url: str, deadline: bool) -> float:
+    """One request to an upstream that sends a byte every 0.1 s: httpx's per-read timeout of
+    0.3 s never fires; one asyncio.timeout(0.3) around the request does."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as client:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(0.3 if deadline else None):
+                (await client.get(url)).raise_for_status()
+        except TimeoutError:
+            pass
+        return time.perf_counter() - started
+
+
 def median_of_runs(measure: Callable[[], Awaitable[float]]) -> float:
     return statistics.median(asyncio.run(measure()) for _ in range(RUNS))
 
@@ -107,6 +121,12 @@ def main() -> None:
             "20 calls of 0.1 s: sequential awaits vs gather",
             median_of_runs(lambda: twenty_calls(url, concurrent=False)),
             median_of_runs(lambda: twenty_calls(url, concurrent=True)),
+        )
+        url = base + "/trickle?every=0.1&total=1.5"
+        report(
+            "trickle: httpx Timeout(0.3) vs asyncio.timeout",
+            median_of_runs(lambda: trickle(url, deadline=False)),
+            median_of_runs(lambda: trickle(url, deadline=True)),
         )
 
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from prodready._checks.sessions import Author, Base, Book, Reading
+from prodready._checks.sessions import Account, Author, Base, Book, Reading
 from prodready._course import scratch_dir
 
 RUNS = 5
@@ -146,10 +147,62 @@ def pool() -> None:
     engine.dispose()
 
 
+def lost_updates(threads: int = 4, transfers: int = 25) -> None:
+    """Transfers of 1 from one account, from several threads at once, with no choreography:
+    how many debits a read-modify-write loses by chance, against a relative UPDATE."""
+    engine = new_engine("race", connect_args={"timeout": 60})  # writers queue, never give up
+    factory = sessionmaker(engine)
+
+    def read_modify_write() -> None:
+        with factory.begin() as session:
+            source, target = session.get(Account, 1), session.get(Account, 2)
+            assert source is not None and target is not None
+            source.balance -= 1
+            target.balance += 1
+
+    def relative_update() -> None:
+        with factory.begin() as session:
+            session.execute(
+                update(Account).where(Account.id == 1).values(balance=Account.balance - 1)
+            )
+            session.execute(
+                update(Account).where(Account.id == 2).values(balance=Account.balance + 1)
+            )
+
+    print(f"{threads} threads x {transfers} transfers of 1 from one account, no choreography:")
+    for label, transfer in (
+        ("read-modify-write", read_modify_write),
+        ("relative UPDATE", relative_update),
+    ):
+        with factory.begin() as session:
+            session.execute(delete(Account))
+            session.add_all(
+                [Account(id=1, owner="a", balance=10_000), Account(id=2, owner="b", balance=0)]
+            )
+
+        def worker() -> None:
+            for _ in range(transfers):
+                transfer()  # noqa: B023 - runs before the loop moves on
+
+        started = time.perf_counter()
+        pool_of_threads = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in pool_of_threads:
+            thread.start()
+        for thread in pool_of_threads:
+            thread.join()
+        took = time.perf_counter() - started
+        with engine.connect() as conn:
+            debited = 10_000 - int(conn.scalar(select(Account.balance).where(Account.id == 1)) or 0)
+        lost = threads * transfers - debited
+        print(f"  {label:18} {lost:4d} of {threads * transfers} debits lost  ({took:.2f} s)")
+    engine.dispose()
+
+
 def main() -> None:
     imports()
     n_plus_one()
     pool()
+    lost_updates()
 
 
 if __name__ == "__main__":

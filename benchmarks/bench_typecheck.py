@@ -25,7 +25,7 @@ from prodready._notebooks import ANSWER, CHECK, cell_role, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 5
-BUDGET_SECONDS = 10.0  # the course's ceiling for one check
+BUDGET_SECONDS = 2.0  # issue 21: no check over 2 s (the module's check cells together: about 2 s)
 
 
 def _run_cell(source: str, name: str, namespace: dict[str, object]) -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     sys.modules[module.__name__] = module
     namespace = module.__dict__
     latencies: dict[str, float] = {}
-    first_check = 0.0  # the first check in a process fills mypy's cache
+    first_runs: dict[str, float] = {}  # a fresh kernel: mypy's cache fills as checks run
     for cell in solution.cells:
         role = cell_role(cell)
         if role is None or cell.cell_type != "code":
@@ -67,7 +67,7 @@ def main() -> None:
             args = [namespace[a.id] for a in statement.value.args[1:] if isinstance(a, ast.Name)]
             check = find_checker(exercise)
             timings = _timings(functools.partial(check, *args))
-            first_check = first_check or timings[0]
+            first_runs[exercise] = timings[0]
             latencies[exercise] = statistics.median(timings)
     one_line = "x: int = 1\n"
     cold = _median_seconds(
@@ -79,8 +79,13 @@ def main() -> None:
     print(f"typecheck: check latency, median of {RUNS} runs (mypy --strict + behaviour)")
     for exercise, seconds in latencies.items():
         print(f"  {exercise:28} {seconds:6.2f} s")
-    worst = max(first_check, *latencies.values())
+    first_check = next(iter(first_runs.values()))
+    worst = max(*first_runs.values(), *latencies.values())
     print(f"first check in a new process (cold mypy cache): {first_check:.2f} s")
+    print(
+        f"the five checks in a fresh process: {sum(first_runs.values()):.2f} s "
+        f"(warm: {sum(latencies.values()):.2f} s)"
+    )
     print(
         f"worst check {worst:.2f} s: {BUDGET_SECONDS / worst:.1f}x under the "
         f"{BUDGET_SECONDS:g} s budget"

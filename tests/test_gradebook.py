@@ -189,18 +189,21 @@ def test_a_hostile_class_grades_in_one_run_with_the_right_verdicts(
     assert "holds answers for sessions" in by_key[("other-module", "fixture.add")]
     assert by_key[("infinite-loop", "fixture.add")].startswith("stopped after 5 s")
     assert "kernel died" in by_key[("os-exit", "fixture.greet")]
-    assert "reaches for the course's checker" in by_key[("rebinds-check", "fixture.add")]
+    assert "rebinds the course's check" in by_key[("rebinds-check", "fixture.add")]
     assert elapsed < 600, "no hang past the timeouts"
 
     out = tmp_path / "out"
     write_gradebook(fixture_course, rows, out)
     assert read_grades(out / "grades.csv") == [
-        r.__class__(r.learner, r.module, r.exercise, r.passed, round(r.seconds, 2), r.message)
+        r.__class__(
+            r.learner, r.module, r.exercise, r.passed, round(r.seconds, 2), r.message, r.verdict
+        )
         for r in rows
     ]
     with (out / "summary.csv").open(newline="", encoding="utf-8") as f:
         summary = {line["learner"]: line for line in csv.DictReader(f)}
     assert summary["partial"]["01_fixture"] == "2/3" and summary["good"]["percent"] == "100"
+    assert summary["rebinds-check"]["flagged"] == "1" and summary["good"]["flagged"] == "0"
     page = (out / "feedback" / "partial.html").read_text(encoding="utf-8")
     assert "fixture.greet" in page and "An f-string helps." in page  # first hint only
     assert "Return f" not in page and "Mind the comma" not in page  # later hints withheld

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from prodready._course import Course
-from prodready._learner import hint, render_progress, reset
+from prodready._learner import (
+    SolutionLocked,
+    hint,
+    progress_markdown,
+    progress_view,
+    reference_answer,
+    render_progress,
+    reset,
+)
 from prodready._notebooks import learner_answers, read_notebook, stubs, write_notebook
 from prodready._progress import ProgressStore
 
@@ -75,3 +85,48 @@ def test_reset_of_a_missing_workbook_recreates_it(fixture_course: Course) -> Non
     fixture_course.workbook(module).unlink()
     assert "it was missing" in reset(fixture_course, "fixture.total")
     assert read_notebook(fixture_course.workbook(module)).cells
+
+
+def test_the_notebook_hint_points_to_the_notebook_way_of_getting_the_next_one(
+    fixture_course: Course,
+) -> None:
+    first = hint(fixture_course, "fixture.greet")
+    assert 'hint("fixture.greet")` again for hint 2' in first.markdown()
+    assert "prodready hint fixture.greet` again for hint 2" in str(first)
+
+
+def test_progress_says_what_comes_next_and_expands_only_the_current_module(
+    fixture_course: Course,
+) -> None:
+    ProgressStore(fixture_course.state).record_result("fixture.add", True)
+    view = progress_view(fixture_course)
+    assert view.next is not None and view.next[1].exercise.id == "fixture.greet"
+    text = render_progress(fixture_course)
+    assert "Next: fixture.greet (exercise 2 of 3) in exercises/01_fixture.ipynb" in text
+    markdown = progress_markdown(fixture_course, "exercises/01_fixture.ipynb")
+    assert "[Greet by name](../exercises/01_fixture.ipynb)" in markdown
+
+
+def test_progress_lines_stay_short_and_aligned(course: Course) -> None:
+    text = render_progress(course, every=True)
+    assert all(len(line) <= 100 for line in text.splitlines())
+    module_lines = [line for line in text.splitlines() if re.match(r"^[ ▸] \d\d ", line)]
+    assert len(module_lines) == len(course.catalogue.modules)
+    assert len({line.index("█" if "█" in line else "░") for line in module_lines}) == 1
+    compact = render_progress(course)
+    assert len(compact.splitlines()) < len(course.catalogue.exercises)
+
+
+def test_a_solution_shows_only_once_passed_or_after_an_explicit_give_up(
+    fixture_course: Course,
+) -> None:
+    with pytest.raises(SolutionLocked, match="--give-up"):
+        reference_answer(fixture_course, "fixture.add")
+    assert "fixture.add" not in ProgressStore(fixture_course.state).load()
+    given_up = reference_answer(fixture_course, "fixture.add", give_up=True)
+    assert "a + b" in str(given_up) and "gave up" in given_up.why
+    assert ProgressStore(fixture_course.state).load()["fixture.add"]["gave_up_at"]
+    assert "⚑ fixture.add" in render_progress(fixture_course)
+    ProgressStore(fixture_course.state).record_result("fixture.greet", True)
+    assert "you passed it" in reference_answer(fixture_course, "fixture.greet").why
+    assert "gave_up_at" not in ProgressStore(fixture_course.state).load()["fixture.greet"]

@@ -3,6 +3,7 @@
 Safe to re-run. Run it after editing a solution: `make workbooks`.
 """
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,12 @@ def main() -> int:
         target = ROOT / "exercises" / solution.name
         write_notebook(build_workbook(read_notebook(solution)), target)
         print(f"wrote {target.relative_to(ROOT)}")
+    # A module whose answer includes files: exercises/<name>/ is the shipped starting code.
+    for starting in sorted((ROOT / "solutions").glob("*.starting")):
+        target = ROOT / "exercises" / starting.name.removesuffix(".starting")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(starting, target, ignore=shutil.ignore_patterns("__pycache__"))
+        print(f"wrote {target.relative_to(ROOT)}/")
     return 0
 
 

@@ -37,6 +37,10 @@ class Module:
     slug: str
     title: str
     exercises: tuple[Exercise, ...]
+    # A module whose answer is also a folder of files the learner edits (the capstone's
+    # service): exercises/<name>/, with the reference in solutions/<name>/ and the shipped
+    # starting code in solutions/<name>.starting/. Empty for notebook-only modules.
+    files: bool = False
 
     @property
     def name(self) -> str:
@@ -123,7 +127,10 @@ def parse_catalogue(raw: dict[str, Any], source: str = "catalogue") -> Catalogue
             if not 2 <= len(hints) <= 3 or not all(hints):
                 problems.append(f"{ex_id}: needs 2 or 3 non-empty hints, has {len(hints)}")
             exercises.append(Exercise(ex_id, ex_title, hints, slug))
-        modules.append(Module(number, slug, title, tuple(exercises)))
+        files = m.get("files", False)
+        if not isinstance(files, bool):
+            problems.append(f"{where}: files must be true or false, got {files!r}")
+        modules.append(Module(number, slug, title, tuple(exercises), files is True))
     numbers = [m.number for m in modules]
     if numbers != sorted(numbers):
         problems.append(f"modules must be listed in learning order, got {numbers}")

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from typing import Any, TypeVar
 
+from ._catalogue import CatalogueError
 from ._course import Course, CourseNotFound, find_course_root
 from ._progress import ProgressStore
 
@@ -36,12 +37,24 @@ class Fail(Exception):
 
 
 class ExerciseFailed(AssertionError):
-    """What the learner sees when a check does not pass."""
+    """What the learner sees when a check does not pass.
 
-    def __init__(self, exercise_id: str, message: str) -> None:
+    ``str()`` is the verdict for grading and the CLI: the exercise id, the teaching
+    message, and what the learner's code printed. In a notebook the exception is shown
+    without a traceback (see ``_display``): the course's internals are not the lesson.
+    """
+
+    def __init__(self, exercise_id: str, message: str, printed: str = "") -> None:
         self.exercise_id = exercise_id
         self.message = message
-        super().__init__(f"{exercise_id}: {message}\nStuck? Run `prodready hint {exercise_id}`")
+        self.printed = printed
+        super().__init__(f"{exercise_id}: {message}{_printed_block(printed)}")
+
+    def render(self) -> str:
+        """The failure as a learner reads it in a notebook: short lines, no internals."""
+        from ._display import render_failure
+
+        return render_failure(self.exercise_id, self.message, self.printed)
 
 
 def checker(exercise_id: str) -> Callable[[F], F]:
@@ -130,27 +143,33 @@ def _raised(e: BaseException) -> str:
     return f"your code raised {type(e).__name__}{detail}"
 
 
+def _printed_block(printed: str) -> str:
+    """What the learner's code printed during a check, at most a screenful."""
+    if not printed.strip():
+        return ""
+    lines = printed.rstrip().splitlines()
+    shown = "\n    ".join(lines[:_SHOWN_OUTPUT_LINES])
+    more = len(lines) - _SHOWN_OUTPUT_LINES
+    tail = f"\n    … {more} more lines" if more > 0 else ""
+    return f"\nWhile checking, your code printed:\n    {shown}{tail}"
+
+
 def _conclude(exercise_id: str, summary: str | None, failure: str | None, printed: str) -> None:
     _record(exercise_id, passed=failure is None)
     if failure is not None:
-        if printed.strip():
-            lines = printed.rstrip().splitlines()
-            shown = "\n    ".join(lines[:_SHOWN_OUTPUT_LINES])
-            more = (
-                f"\n    … {len(lines) - _SHOWN_OUTPUT_LINES} more lines"
-                if (len(lines) > _SHOWN_OUTPUT_LINES)
-                else ""
-            )
-            failure += f"\nWhile checking, your code printed:\n    {shown}{more}"
-        raise ExerciseFailed(exercise_id, failure) from None
+        from ._display import show_failures_without_traceback
+
+        show_failures_without_traceback()
+        raise ExerciseFailed(exercise_id, failure, printed) from None
     print(f"✅ {exercise_id}: passed. {summary}")
 
 
 def _record(exercise_id: str, *, passed: bool) -> None:
     if os.environ.get(GRADING_ENV):
         return
-    # A check outside a course folder still gives its verdict; it just is not recorded.
-    with contextlib.suppress(CourseNotFound, OSError):
+    # A check outside a course folder (or with its catalogue mid-edit) still gives its
+    # verdict; it just is not recorded.
+    with contextlib.suppress(CourseNotFound, CatalogueError, OSError):
         ProgressStore(Course(find_course_root()).state).record_result(exercise_id, passed)
 
 

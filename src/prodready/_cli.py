@@ -12,7 +12,7 @@ from typing import TextIO
 
 from . import _doctor, _gradebook, _learner
 from ._catalogue import CatalogueError, Module
-from ._course import Course, CourseNotFound
+from ._course import COURSE_ENV, Course, CourseNotFound
 from ._grading import DEFAULT_TIMEOUT, ModuleGrade, grade_workbook
 from ._notebooks import NotebookError
 
@@ -60,8 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     hint.add_argument("--level", type=int, help="show this hint level again")
     hint.set_defaults(run=_hint)
 
-    progress = sub.add_parser("progress", help="exercises passed, per module")
+    progress = sub.add_parser("progress", help="exercises passed, per module, and what is next")
+    progress.add_argument("module", nargs="?", help="the module to show in full (default: yours)")
+    progress.add_argument("--all", action="store_true", help="list every module's exercises")
     progress.set_defaults(run=_progress)
+
+    solution = sub.add_parser(
+        "solution", help="the reference answer of an exercise you passed (or gave up on)"
+    )
+    solution.add_argument("exercise")
+    solution.add_argument(
+        "--give-up",
+        action="store_true",
+        help="show it although you have not passed it yet (recorded in your progress)",
+    )
+    solution.set_defaults(run=_solution)
 
     reset = sub.add_parser("reset", help="restore the starting code (your version is backed up)")
     reset.add_argument("target", help="exercise id, or module to reset the whole workbook")
@@ -75,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     grade.add_argument("paths", nargs="*", type=Path, help="class folder(s) or notebooks")
     grade.add_argument("--out", type=Path, required=True, help="folder for the gradebook")
+    grade.add_argument(
+        "--course",
+        type=Path,
+        help="the course copy whose solutions/ to grade against (default: this one); keep it "
+        "out of the learners' reach",
+    )
     grade.add_argument(
         "--jobs",
         type=int,
@@ -115,8 +134,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_solutions(course: Course) -> Course:
+    if not course.has_solutions():
+        raise FileNotFoundError(
+            f"{course.root} has no solutions/, which grading compares against: the check "
+            "cells in each workbook give the same verdicts; an instructor grades with the "
+            "course copy that has them (`prodready grade --course DIR`)"
+        )
+    return course
+
+
 def _check(args: argparse.Namespace) -> int:
-    course = Course.discover()
+    course = _with_solutions(Course.discover())
     if args.target is None:
         plan = [(m, m.exercises) for m in course.catalogue]
     else:
@@ -158,7 +187,12 @@ def _hint(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> int:
-    print(_learner.render_progress(Course.discover()))
+    print(_learner.render_progress(Course.discover(), args.module, every=args.all))
+    return 0
+
+
+def _solution(args: argparse.Namespace) -> int:
+    print(_learner.reference_answer(Course.discover(), args.exercise, give_up=args.give_up))
     return 0
 
 
@@ -168,7 +202,9 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    course = Course.discover()
+    if args.course:
+        os.environ[COURSE_ENV] = str(args.course.expanduser().resolve())
+    course = _with_solutions(Course.discover())
     if args.merge:
         rows = _gradebook.merge(course, args.merge, args.out)
         print(f"merged {len(args.merge)} shards: {len(rows)} results in {args.out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,7 +19,10 @@ class CourseNotFound(RuntimeError):
 
 
 def _is_course(path: Path) -> bool:
-    return (path / "exercises").is_dir() and (path / "solutions").is_dir()
+    # A learner's hand-out copy may come without solutions/ (the instructor keeps them).
+    return (path / "exercises").is_dir() and (
+        (path / "solutions").is_dir() or (path / "notebooks").is_dir()
+    )
 
 
 def find_course_root(start: Path | None = None) -> Path:
@@ -35,10 +39,30 @@ def find_course_root(start: Path | None = None) -> Path:
     beside_package = Path(__file__).resolve().parents[2]
     if _is_course(beside_package):
         return beside_package
+    # Installed outside the course (a hub image, Binder): a terminal opens in the home
+    # folder, and nbgitpuller put the course in a folder of its own there.
+    below = _courses_below(here)
+    if len(below) == 1:
+        return below[0]
+    several = f" (there are {len(below)} below it: cd into one)" if below else ""
     raise CourseNotFound(
-        f"no course folder (one with exercises/ and solutions/) at or above {here}; "
+        f"no course folder (one with exercises/ and notebooks/) at or above {here}{several}; "
         f"cd into the course or set {COURSE_ENV}"
     )
+
+
+def _courses_below(folder: Path) -> list[Path]:
+    """The course folders directly inside ``folder`` (a learner's home on a hub)."""
+    found: list[Path] = []
+    try:
+        children = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return found
+    for child in children:
+        with contextlib.suppress(OSError):  # a folder this user may not look into
+            if _is_course(child):
+                found.append(child)
+    return found
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,20 @@ class Course:
 
     def solution(self, module: Module) -> Path:
         return self.root / "solutions" / f"{module.name}.ipynb"
+
+    def learner_files(self, module: Module) -> Path:
+        """The folder of files a learner edits for a module whose answer includes files."""
+        return self.root / "exercises" / module.name
+
+    def reference_files(self, module: Module) -> Path:
+        return self.root / "solutions" / module.name
+
+    def starting_files(self, module: Module) -> Path:
+        """The files as shipped: what `reset` restores and what a missing folder grades as."""
+        return self.root / "solutions" / f"{module.name}.starting"
+
+    def has_solutions(self) -> bool:
+        return (self.root / "solutions").is_dir()
 
     @property
     def data(self) -> Path:

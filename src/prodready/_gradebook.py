@@ -1,7 +1,8 @@
 """Grading a whole class: find submissions, grade them in parallel, write the gradebook.
 
     class/                       grades.csv     learner, module, exercise, passed, seconds, message
-      alice/…/01_validation.ipynb   summary.csv    per learner: passed/total per module, overall
+      alice/…/01_validation.ipynb   summary.csv    per learner: passed/total per module, overall,
+                                                   and exercises tampered or flagged for review
       bob/01_validation.ipynb       feedback/<learner>.html   per exercise: result, message, hint
 
 Submissions are found by notebook name, whatever the folder layout, and are only read.
@@ -27,7 +28,7 @@ from ._course import Course
 from ._grading import DEFAULT_TIMEOUT, ExerciseResult, ModuleGrade, grade_workbooks
 
 GRADES, SUMMARY, FEEDBACK = "grades.csv", "summary.csv", "feedback"
-_COLUMNS = ["learner", "module", "exercise", "passed", "seconds", "message"]
+_COLUMNS = ["learner", "module", "exercise", "passed", "status", "seconds", "message"]
 _SKIPPED_DIRS = {".ipynb_checkpoints", ".prodready", ".git", "__pycache__", ".venv"}
 
 
@@ -47,6 +48,11 @@ class Row:
     passed: bool
     seconds: float
     message: str
+    status: str = ""  # passed, failed, tampered or flagged; see _grading
+
+    @property
+    def verdict(self) -> str:
+        return self.status or ("passed" if self.passed else "failed")
 
 
 def find_submissions(
@@ -199,7 +205,7 @@ def _rows(submission: Submission, grade: ModuleGrade) -> list[Row]:
         if submission.note and not result.passed:
             message += f" [{submission.note}]"
         rows.append(Row(submission.learner, submission.module.name, result.exercise,
-                        result.passed, result.seconds, message))  # fmt: skip
+                        result.passed, result.seconds, message, result.verdict))  # fmt: skip
     return rows
 
 
@@ -218,6 +224,7 @@ def read_grades(path: Path) -> list[Row]:
                 r["passed"] == "true",
                 float(r["seconds"]),
                 r["message"],
+                r.get("status", ""),
             )
             for r in csv.DictReader(f)
         ]
@@ -228,12 +235,14 @@ def write_gradebook(course: Course, rows: list[Row], out: Path) -> None:
     so a re-run gives the same files and an interrupted run leaves the old ones intact."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic_csv(out / GRADES, _COLUMNS, (
-        [r.learner, r.module, r.exercise, "true" if r.passed else "false", f"{r.seconds:.2f}",
-         r.message] for r in rows
+        [r.learner, r.module, r.exercise, "true" if r.passed else "false", r.verdict,
+         f"{r.seconds:.2f}", r.message] for r in rows
     ))  # fmt: skip
     modules = [m for m in course.catalogue if any(r.module == m.name for r in rows)]
     learners = sorted({r.learner for r in rows})
-    header = ["learner", *(m.name for m in modules), "passed", "total", "percent"]
+    header = [
+        "learner", *(m.name for m in modules), "passed", "total", "percent", "tampered", "flagged",
+    ]  # fmt: skip
     _atomic_csv(
         out / SUMMARY, header, (_summary_line(learner, modules, rows) for learner in learners)
     )
@@ -262,6 +271,8 @@ def _summary_line(learner: str, modules: list[Module], rows: list[Row]) -> list[
         str(passed),
         str(total),
         f"{100 * passed / total:.0f}" if total else "0",
+        str(sum(r.verdict == "tampered" for r in mine)),
+        str(sum(r.verdict == "flagged" for r in mine)),
     ]
 
 
@@ -305,6 +316,10 @@ def render_feedback(course: Course, learner: str, rows: list[Row]) -> str:
             exercise = course.catalogue.exercise(row.exercise)
             if row.passed:
                 verdict, feedback = '<span class="pass">✓ passed</span>', ""
+            elif row.verdict in ("tampered", "flagged"):
+                label = "⚠ tampered" if row.verdict == "tampered" else "⚑ flagged for review"
+                verdict = f'<span class="fail">{label}</span>'
+                feedback = f"<pre>{esc(row.message)}</pre>"
             else:
                 verdict = '<span class="fail">✗ not yet</span>'
                 feedback = (

@@ -5,10 +5,12 @@ Lines are written as cells finish, so a run stopped midway still reports what ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
 import pytest
@@ -56,7 +58,134 @@ def pytest_configure(config: pytest.Config) -> None:
         _sink = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives for the session)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """nbval has read every graded notebook into memory: remove them from disk before any
+    kernel starts, so no learner code can read the expected outputs from a file. And
+    start each notebook's kernel while the one before it runs."""
+    if _sink is None:
+        return
+    use_ipc_kernels()
+    folders: dict[str, str] = {}  # notebook folder -> the code that warms its kernel up
+    for item in session.items:
+        folder = str(item.path.parent)
+        if item.path.suffix == ".ipynb" and folder not in folders:
+            folders[folder] = _warm_up(getattr(item.parent, "nb", None))
+    for item in session.items:
+        item.path.unlink(missing_ok=True)
+    _Kernels.install(folders)
+
+
+def _warm_up(nb: Any) -> str:
+    """Imports a notebook's checks will need anyway (the checker module and its stack),
+    run in its kernel before the notebook starts. Only course code: the seal comes next."""
+    slugs = set()
+    for cell in getattr(nb, "cells", []):
+        meta = cell.get("metadata", {}).get("prodready", {})
+        if isinstance(meta, dict) and isinstance(meta.get("exercise"), str):
+            slugs.add(meta["exercise"].partition(".")[0])
+    modules = ["prodready", *(f"prodready._checks.{slug}" for slug in sorted(slugs))]
+    return "".join(f"try:\n    import {name}\nexcept Exception:\n    pass\n" for name in modules)
+
+
+def use_ipc_kernels() -> None:
+    """Start nbval's kernels on Unix-domain sockets instead of TCP ports. jupyter_client
+    picks TCP ports by binding and releasing them, so kernels started at the same moment
+    can be handed the same port and die ("Kernel died before replying to kernel_info",
+    jupyter/jupyter_client#154); a socket file of its own per kernel cannot clash."""
+    if sys.platform == "win32":
+        return
+    import tempfile
+    import uuid
+
+    import nbval.kernel  # type: ignore[import-untyped]
+    from jupyter_client.manager import KernelManager
+
+    def start_new_kernel(
+        startup_timeout: float = 60, kernel_name: str = "python", **kwargs: Any
+    ) -> tuple[KernelManager, Any]:
+        prefix = f"{tempfile.gettempdir()}/prk-{uuid.uuid4().hex[:12]}"
+        km = KernelManager(
+            kernel_name=kernel_name,
+            kernel_spec_manager=nbval.kernel.NbvalKernelspecManager(),
+            transport="ipc",
+            ip=prefix,
+        )
+        km.start_kernel(**kwargs)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=startup_timeout)
+        except RuntimeError:
+            kc.stop_channels()
+            km.shutdown_kernel()
+            raise
+        return km, kc
+
+    nbval.kernel.start_new_kernel = start_new_kernel
+
+
+class _Kernels:
+    """Each notebook's kernel, started while the notebook before it runs, and stopped in
+    the background: a kernel's start and stop are a large part of a short notebook's time."""
+
+    current: _Kernels | None = None
+
+    def __init__(self, folders: dict[str, str], start: Any) -> None:
+        self.folders, self.start = folders, start
+        self.order = list(folders)
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prodready-kernels")
+        self.ready: dict[str, Future[Any]] = {}
+        self.stopping: list[Future[Any]] = []
+
+    @classmethod
+    def install(cls, folders: dict[str, str]) -> None:
+        import nbval.plugin  # type: ignore[import-untyped]
+
+        cls.current = cls(folders, nbval.plugin.RunningKernel)
+        nbval.plugin.RunningKernel = cls.current.kernel
+
+    def kernel(self, kernel_name: str, cwd: str | None = None, startup_timeout: int = 60) -> Any:
+        if cwd in self.ready:
+            kernel = self.ready.pop(cwd).result()
+        else:
+            kernel = self.start(kernel_name, cwd=cwd, startup_timeout=startup_timeout)
+        if cwd in self.folders:
+            later = self.order[self.order.index(cwd) + 1 :]
+            if later:
+                self.ready[later[0]] = self.pool.submit(
+                    self.started_and_warm, kernel_name, later[0], startup_timeout
+                )
+
+        def stop_in_background() -> None:
+            kernel.kc.stop_channels()
+            self.stopping.append(self.pool.submit(kernel.km.shutdown_kernel, now=True))
+
+        kernel.stop = stop_in_background
+        return kernel
+
+    def started_and_warm(self, kernel_name: str, cwd: str, startup_timeout: int) -> Any:
+        kernel = self.start(kernel_name, cwd=cwd, startup_timeout=startup_timeout)
+        warm_up = self.folders.get(cwd, "")
+        if warm_up:
+            with contextlib.suppress(Exception):  # a cold kernel still works
+                msg_id = kernel.execute_cell_input(warm_up, allow_stdin=False)
+                kernel.await_reply(msg_id, timeout=120)
+                kernel.await_idle(msg_id, 30)
+        return kernel
+
+    def close(self) -> None:
+        for future in self.ready.values():
+            with contextlib.suppress(Exception):
+                future.result().stop()
+        for future in [*self.stopping]:
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+        self.pool.shutdown(wait=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _Kernels.current is not None:
+        _Kernels.current.close()
     if _sink is not None:
         _sink.close()
 

@@ -54,6 +54,12 @@ class ProgressStore:
         entry["hints_seen"] = max(level, int(entry.get("hints_seen", 0)))
         self._save(data)
 
+    def record_give_up(self, exercise_id: str) -> None:
+        data = self.load()
+        entry = data.setdefault(exercise_id, {})
+        entry.setdefault("gave_up_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self._save(data)
+
     def passed(self, exercise_id: str) -> bool:
         return bool(self.load().get(exercise_id, {}).get("passed", False))
 

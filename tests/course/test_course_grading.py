@@ -1,68 +1,119 @@
 """The grading promises, through the same core `prodready check` uses: solutions pass,
 each shipped stub fails its own check and only its own, a different correct answer
-passes, and a plausible wrong answer fails with a message that teaches."""
+passes, and a plausible wrong answer fails with a message that teaches.
+
+Each course module's answers are tried in one kernel (see `prodready._trials`), and each
+module is a test class of its own, so the modules are graded in parallel.
+"""
 
 from __future__ import annotations
 
-import pytest
-from helpers import EXERCISES, MODULES, alternatives, rounds, solution_answers
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 
-from prodready._catalogue import Exercise, Module
+import pytest
+from helpers import MODULES, Alternative, alternatives, answer_files, solution_answers
+
+from prodready._catalogue import Module
 from prodready._course import Course
 from prodready._grading import ExerciseResult, grade_answers
+from prodready._notebooks import read_notebook, stubs
+from prodready._trials import Trial, grade_trials
 
 
-def failures(results: tuple[ExerciseResult, ...]) -> dict[str, str]:
-    return {r.exercise: r.message for r in results if not r.passed}
+@dataclass
+class Graded:
+    solution: dict[str, ExerciseResult]
+    stubs: dict[str, dict[str, ExerciseResult]]  # exercise -> results of the stub's replay
+    answers: dict[tuple[str, str, str], ExerciseResult]  # key(alternative) -> its result
 
 
-@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
-def test_solution_answers_pass_every_check(course: Course, module: Module) -> None:
-    results, setup_problem = grade_answers(course, module, solution_answers(course, module))
-    assert not setup_problem
-    assert failures(results) == {}
+def key(alt: Alternative) -> tuple[str, str, str]:
+    return alt.exercise, alt.why, alt.source
 
 
-@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
-def test_shipped_stub_fails_its_own_check_and_only_its_own(
-    course: Course, exercise: Exercise
-) -> None:
-    module = course.catalogue.module(exercise.module)
-    answers = solution_answers(course, module)
-    del answers[exercise.id]  # grading falls back to the shipped stub
-    results, _ = grade_answers(course, module, answers)
-    failed = failures(results)
-    assert list(failed) == [exercise.id]
-    assert failed[exercise.id].strip() and "Traceback" not in failed[exercise.id]
+def grade_module(course: Course, module: Module, alts: list[Alternative], tmp: Path) -> Graded:
+    shipped = stubs(read_notebook(course.solution(module)))
+    in_cells = [alt for alt in alts if not alt.files]
+    trials = [Trial({ex: sources}, replay=True) for ex, sources in shipped.items()]
+    if module.files:  # the stubs share the shipped files: graded as shipped, below
+        trials = []
+    trials += [Trial({alt.exercise: [alt.source]}) for alt in in_cells]
+    solved, results = grade_trials(
+        course, module, trials, files=answer_files(course, module, [], tmp)
+    )
+    graded = Graded(solved, {}, {})
+    if module.files:
+        as_shipped, _ = grade_answers(course, module, {})
+        graded.stubs = {r.exercise: {r.exercise: r} for r in as_shipped}
+    else:
+        for exercise, result in zip(shipped, results, strict=False):
+            graded.stubs[exercise] = result
+    for alt, result in zip(in_cells, results[len(trials) - len(in_cells) :], strict=True):
+        graded.answers[key(alt)] = result[alt.exercise]
+    for alt in (alt for alt in alts if alt.files):  # a change to the files: a kernel each
+        answers = alt.answers(solution_answers(course, module))
+        folder = answer_files(
+            course, module, [alt], tmp / hashlib.sha1(alt.why.encode()).hexdigest()
+        )
+        results_of_files, _ = grade_answers(course, module, answers, files=folder)
+        graded.answers[key(alt)] = next(r for r in results_of_files if r.exercise == alt.exercise)
+    return graded
 
 
-@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
-def test_different_correct_answers_pass(course: Course, module: Module) -> None:
-    correct = alternatives(module, "correct")
-    missing = {ex.id for ex in module.exercises} - {alt.exercise for alt in correct}
-    assert not missing, f"no different-but-correct answer on file for {sorted(missing)}"
-    for batch in rounds(correct):
-        answers = solution_answers(course, module)
-        answers.update({alt.exercise: [alt.source] for alt in batch})
-        failed = failures(grade_answers(course, module, answers)[0])
-        for alt in batch:
-            assert alt.exercise not in failed, f"{alt.why}: {failed.get(alt.exercise)}"
+def _label(alt: Alternative) -> str:
+    return f"{alt.exercise}: {alt.why[:60]}"
 
 
-@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
-def test_plausible_wrong_answers_fail_with_their_teaching_message(
-    course: Course, module: Module
-) -> None:
-    wrong = alternatives(module, "wrong")
-    missing = {ex.id for ex in module.exercises} - {alt.exercise for alt in wrong}
-    assert not missing, f"no plausible wrong answer on file for {sorted(missing)}"
-    for batch in rounds(wrong):
-        answers = solution_answers(course, module)
-        answers.update({alt.exercise: [alt.source] for alt in batch})
-        failed = failures(grade_answers(course, module, answers)[0])
-        for alt in batch:
-            assert alt.exercise in failed, f"wrong answer passed: {alt.why}"
-            assert alt.expect and alt.expect in failed[alt.exercise], (
-                f"{alt.why}: expected the message to mention {alt.expect!r}, "
-                f"got {failed[alt.exercise]!r}"
+def _module_class(module: Module) -> type:
+    correct, wrong = alternatives(module, "correct"), alternatives(module, "wrong")
+
+    class SelfTests:
+        @pytest.fixture(scope="class")
+        @classmethod
+        def graded(cls, course: Course, tmp_path_factory: pytest.TempPathFactory) -> Graded:
+            tmp = tmp_path_factory.mktemp(module.name)
+            return grade_module(course, module, correct + wrong, tmp)
+
+        def test_the_solution_passes_every_check(self, graded: Graded) -> None:
+            assert {ex: r.message for ex, r in graded.solution.items() if not r.passed} == {}
+            assert set(graded.solution) == {ex.id for ex in module.exercises}
+
+        @pytest.mark.parametrize("exercise", [ex.id for ex in module.exercises])
+        def test_the_shipped_stub_fails_its_own_check_and_only_its_own(
+            self, graded: Graded, exercise: str
+        ) -> None:
+            results = graded.stubs[exercise]
+            own = results[exercise]
+            assert not own.passed, f"{exercise}: the shipped starting code passes its check"
+            assert own.message.strip() and "Traceback" not in own.message
+            others = {ex: r.message for ex, r in results.items() if ex != exercise and not r.passed}
+            assert others == {}, f"the stub of {exercise} also fails other checks"
+
+        def test_every_exercise_has_a_correct_and_a_wrong_answer_on_file(self) -> None:
+            ids = {ex.id for ex in module.exercises}
+            assert ids - {alt.exercise for alt in correct} == set(), "a correct answer missing"
+            assert ids - {alt.exercise for alt in wrong} == set(), "a wrong answer missing"
+
+        @pytest.mark.parametrize("alt", correct, ids=_label)
+        def test_a_different_correct_answer_passes(self, graded: Graded, alt: Alternative) -> None:
+            result = graded.answers[key(alt)]
+            assert result.passed, f"{alt.why}: {result.verdict}: {result.message}"
+
+        @pytest.mark.parametrize("alt", wrong, ids=_label)
+        def test_a_plausible_wrong_answer_fails_with_its_teaching_message(
+            self, graded: Graded, alt: Alternative
+        ) -> None:
+            result = graded.answers[key(alt)]
+            assert not result.passed, f"wrong answer passed: {alt.why}"
+            assert alt.expect and alt.expect in result.message, (
+                f"{alt.why}: expected the message to mention {alt.expect!r}, got {result.message!r}"
             )
+
+    SelfTests.__name__ = SelfTests.__qualname__ = f"TestModule{module.name}"
+    return SelfTests
+
+
+for _module in MODULES:
+    globals()[f"TestModule{_module.name}"] = _module_class(_module)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import MODULES
+from helpers import MODULES, alternatives, solution_answers
 
 from prodready._catalogue import Module
 from prodready._check import registered_ids
@@ -23,6 +23,8 @@ from prodready._notebooks import (
     read_notebook,
     stubs,
 )
+from prodready._scrutiny import scrutinize
+from prodready._seal import check_cell
 
 FOLDERS = ("notebooks", "exercises", "solutions")
 CHECK_TAGS_THAT_DISARM = {
@@ -122,3 +124,65 @@ def test_notebooks_are_clean(course: Course) -> None:
 def test_no_stray_notebooks(course: Course) -> None:
     stray = [p for p in course.root.rglob("Untitled*.ipynb") if ".venv" not in p.parts]
     assert not stray
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
+def test_no_solution_or_correct_answer_is_flagged_for_review(
+    course: Course, module: Module
+) -> None:
+    honest = [(ex, s) for ex, sources in solution_answers(course, module).items() for s in sources]
+    honest += [(alt.exercise, alt.source) for alt in alternatives(module, "correct")]
+    flagged = {ex: [str(f) for f in scrutinize(source)] for ex, source in honest}
+    assert {ex: flags for ex, flags in flagged.items() if flags} == {}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
+def test_every_check_cell_can_be_sealed(course: Course, module: Module) -> None:
+    for cell in read_notebook(course.solution(module)).cells:
+        role = cell_role(cell)
+        if role and role[1] == CHECK:
+            sealed = check_cell("nonce", cell.source)
+            assert sealed is not None and sealed[0] == role[0], cell.source
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_a_module_with_files_ships_its_starting_code_and_has_a_reference(course: Course) -> None:
+    for module in course.catalogue:
+        if not module.files:
+            assert not course.starting_files(module).exists(), f"{module.name}: files = true?"
+            continue
+        assert course.reference_files(module).is_dir(), f"{module.name}: no reference files"
+        starting = _tree(course.starting_files(module))
+        assert starting, f"{module.name}: no starting code"
+        assert _tree(course.learner_files(module)) == starting, "run `make workbooks`"
+
+
+LEARNER_HELPERS = {"check", "check_async", "data_path", "hint", "progress", "solution"}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
+def test_every_workbook_offers_the_same_helpers_and_says_how_to_use_them(
+    course: Course, module: Module
+) -> None:
+    solution = read_notebook(course.solution(module))
+    setup = next(c for c in solution.cells if c.cell_type == "code")
+    imported = {
+        name.strip()
+        for line in setup.source.splitlines()
+        if line.startswith("from prodready import ")
+        for name in line.removeprefix("from prodready import ").split(",")
+    }
+    assert imported >= LEARNER_HELPERS, f"the setup cell lacks {LEARNER_HELPERS - imported}"
+    intro = next(c for c in solution.cells if c.cell_type == "markdown").source
+    assert "**Working here.**" in intro and f"prodready check {module.number}" in intro
+    assert "prodready.hint(" not in intro, "`prodready` is not a name in the workbook"
+    for cell in solution.cells:
+        if (cell_role(cell) or ("", ""))[1] == CHECK:
+            assert cell.source.startswith("# Read-only check cell"), "say the cell is read-only"

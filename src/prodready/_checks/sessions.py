@@ -7,6 +7,11 @@ Every check runs the learner's code against its own SQLite file with a deliberat
 pool. Leaked sessions sit in reference cycles until the garbage collector happens to run,
 so checks switch the collector off while they count checked-out connections: a leak is
 then seen every time, not only when the collector is slow.
+
+The checks also cause the trouble production causes, in their own database only
+(``_Faults``): a write or a commit that fails halfway through the learner's work, and two
+transactions forced to interleave so that both have read before either writes. That is
+how a lost update, or a transfer that commits its first leg alone, shows up every time.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Iterator
+import re
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -27,11 +35,14 @@ from typing import Any
 import httpx
 from sqlalchemy import (
     CheckConstraint,
+    Connection,
     Engine,
     ForeignKey,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     select,
 )
 from sqlalchemy.exc import MissingGreenlet, StatementError
@@ -48,8 +59,9 @@ from sqlalchemy.orm import sessionmaker as SessionMaker
 
 from .._check import Fail, checker, expect
 from .._course import scratch_dir
+from ._support import Overran, asgi_client, within
 
-__all__ = ["Account", "Author", "Base", "Book", "Publisher", "Reading"]
+__all__ = ["Account", "Author", "Base", "Book", "Publisher", "Reading", "VersionedAccount"]
 
 
 # ---- the workbook's schema ------------------------------------------------------------
@@ -92,9 +104,29 @@ class Account(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     owner: Mapped[str]
     balance: Mapped[int]
+    # A counter for optimistic locking. `Account` leaves it alone; `VersionedAccount`
+    # (the same table) lets the ORM check and bump it on every UPDATE.
+    version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"Account(id={self.id}, owner={self.owner!r}, balance={self.balance})"
+
+
+class VersionedAccount(Base):
+    """The accounts table again, with the ORM's version counter: every UPDATE it flushes
+    says ``WHERE version = <the version it read>`` and raises ``StaleDataError`` when
+    another transaction changed the row in between."""
+
+    __table__ = Account.__table__
+    __mapper_args__ = {"version_id_col": Account.__table__.c.version}  # noqa: RUF012
+
+    id: Mapped[int]
+    owner: Mapped[str]
+    balance: Mapped[int]
+    version: Mapped[int]
+
+    def __repr__(self) -> str:
+        return f"VersionedAccount(id={self.id}, balance={self.balance}, version={self.version})"
 
 
 class Reading(Base):
@@ -102,6 +134,128 @@ class Reading(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sensor: Mapped[str]
     value: Mapped[float]  # NOT NULL: a reading without a value is refused
+
+
+# ---- trouble on demand ----------------------------------------------------------------
+INJECTED = "disk I/O error"  # what the injected failures say, as SQLite itself would
+RENDEZVOUS_TIMEOUT = 5.0  # seconds one transaction waits for the other to reach its write
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_ABSOLUTE_BALANCE = re.compile(r"\bbalance\s*=\s*\?")
+
+
+class _TooManyCommits(Exception):
+    """Raised from a commit, to stop an import that commits row by row."""
+
+
+class _Faults:
+    """Failures the check causes in its own database, the way a full disk, a dropped
+    connection or a busy neighbour would, and what it saw the learner's code send.
+
+    - ``fail_write(n)``: the n-th row written from now fails (``OperationalError``);
+    - ``fail_commit(n)``: the n-th commit of a write transaction from now fails;
+    - ``interleave(k)``: k threads each wait, at their first write, until all k have
+      read: the interleaving that loses updates, made certain instead of lucky.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.commits = 0  # commits that ended a transaction with writes in it
+        self.rows_written = 0
+        self.commit_limit: int | None = None  # more commits than this stop the import
+        self._fail_commit_at: int | None = None
+        self._fail_row_at: int | None = None
+        self.fired = False
+        self._barrier: threading.Barrier | None = None
+        self._waited: set[int] = set()
+        self.rendezvous_failed = False  # a racer never reached its first write in time
+        self.saw_for_update = False
+        self.saw_absolute_balance = False
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._fail_commit_at = self._fail_row_at = None
+            self.commit_limit = None
+            self._barrier = None
+
+    def fail_write(self, row: int) -> None:
+        with self._lock:
+            self.fired = False
+            self._fail_row_at = self.rows_written + row
+
+    def fail_commit(self, number: int) -> None:
+        with self._lock:
+            self.fired = False
+            self._fail_commit_at = self.commits + number
+
+    def interleave(self, parties: int) -> None:
+        with self._lock:
+            self._barrier = threading.Barrier(parties, timeout=RENDEZVOUS_TIMEOUT)
+            self._waited = set()
+            self.rendezvous_failed = False
+
+    def connection_class(self) -> type[sqlite3.Connection]:
+        faults = self
+
+        class CheckedConnection(sqlite3.Connection):
+            def commit(self) -> None:
+                try:
+                    faults.before_commit(self.in_transaction)
+                except sqlite3.OperationalError:
+                    super().rollback()  # SQLite rolls back by itself after an I/O error
+                    raise
+                super().commit()
+
+        return CheckedConnection
+
+    def before_commit(self, in_transaction: bool) -> None:
+        if not in_transaction:
+            return  # nothing was written: no disk to wait for, nothing to lose
+        with self._lock:
+            self.commits += 1
+            over_limit = self.commit_limit is not None and self.commits > self.commit_limit
+            fail = self._fail_commit_at is not None and self.commits >= self._fail_commit_at
+            if fail:
+                self._fail_commit_at, self.fired = None, True
+        if over_limit:
+            raise _TooManyCommits
+        if fail:
+            raise sqlite3.OperationalError(INJECTED)
+
+    def before_statement(
+        self,
+        conn: Connection,
+        cursor: object,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if not _WRITE.match(statement):
+            compiled = getattr(context, "compiled", None)
+            locking = getattr(getattr(compiled, "statement", None), "_for_update_arg", None)
+            if locking is not None:
+                self.saw_for_update = True  # with_for_update(), which SQLite leaves out
+            return
+        if "accounts" in statement and _ABSOLUTE_BALANCE.search(statement):
+            self.saw_absolute_balance = True
+        dbapi = conn.connection.dbapi_connection
+        barrier, me = self._barrier, threading.get_ident()
+        if barrier is not None and not getattr(dbapi, "in_transaction", True):
+            with self._lock:
+                first = me not in self._waited
+                self._waited.add(me)
+            if first:  # this thread's first write: wait until every racer has read
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    self.rendezvous_failed = True
+        with self._lock:
+            self.rows_written += len(parameters) if executemany else 1
+            fail = self._fail_row_at is not None and self.rows_written >= self._fail_row_at
+            if fail:
+                self._fail_row_at, self.fired = None, True
+        if fail:
+            raise sqlite3.OperationalError(INJECTED)
 
 
 # ---- a small database per check -------------------------------------------------------
@@ -113,21 +267,65 @@ def _db_file(name: str) -> Path:
     return scratch_dir("prodready-sessions-") / f"{name}.db"
 
 
-def _engine(path: Path, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIMEOUT) -> Engine:
+def _engine(
+    path: Path,
+    pool_size: int = POOL_SIZE,
+    pool_timeout: float = POOL_TIMEOUT,
+    faults: _Faults | None = None,
+    begin_explicitly: bool = False,
+) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if faults is not None:
+        connect_args["factory"] = faults.connection_class()
     engine = create_engine(
-        f"sqlite:///{path}", pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+        f"sqlite:///{path}",
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        connect_args=connect_args,
     )
+    event.listen(engine, "connect", _no_fsync)
+    if faults is not None:
+        event.listen(engine, "before_cursor_execute", faults.before_statement)
+    if begin_explicitly:
+        _begin_explicitly(engine)
     Base.metadata.create_all(engine)
     return engine
 
 
-def _async_engine(path: Path) -> AsyncEngine:
-    return create_async_engine(
+def _no_fsync(dbapi_connection: Any, _: object) -> None:
+    """The checks count commits instead of timing them, so they need not wait for the disk
+    (the lesson measures what that wait costs)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous = OFF")
+    cursor.close()
+
+
+def _begin_explicitly(engine: Engine) -> None:
+    """SQLAlchemy's documented fix for Python's sqlite3 driver, which otherwise starts a
+    transaction only before a write: a SAVEPOINT outside one then commits on RELEASE, so a
+    savepoint per row would be a commit (and a wait for the disk) per row, unseen."""
+
+    @event.listens_for(engine, "connect")
+    def driver_stays_out(dbapi_connection: Any, _: object) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _async_engine(
+    path: Path, pool_size: int = POOL_SIZE, pool_timeout: float = POOL_TIMEOUT
+) -> AsyncEngine:
+    engine = create_async_engine(
         f"sqlite+aiosqlite:///{path}",
-        pool_size=POOL_SIZE,
+        pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=POOL_TIMEOUT,
+        pool_timeout=pool_timeout,
     )
+    event.listen(engine.sync_engine, "connect", _no_fsync)
+    return engine
 
 
 @contextmanager
@@ -144,12 +342,15 @@ def _leaks_stay_visible() -> Iterator[None]:
         _collect_quietly()
 
 
-def _collect_quietly() -> None:
-    """Collect garbage without the pool's log line for each leak it reclaims: we report it."""
+def _collect_quietly(full: bool = False) -> None:
+    """Collect garbage without the pool's log line for each leak it reclaims: we report it.
+
+    By default only the youngest generation: with the collector off, everything the check
+    made is still there, and a full collection of a kernel's heap costs a few hundred ms."""
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
-        gc.collect()
+        gc.collect() if full else gc.collect(0)
     finally:
         logging.disable(previous)
 
@@ -199,7 +400,8 @@ def _count(engine: Engine, model: type[Base]) -> int:
 
 def _balances(engine: Engine) -> dict[int, int]:
     with engine.connect() as conn:
-        return {row.id: row.balance for row in conn.execute(select(Account.id, Account.balance))}
+        rows = conn.execute(select(Account.id, Account.balance).order_by(Account.id))
+        return {row.id: row.balance for row in rows}
 
 
 def _checked_out(engine: Engine | AsyncEngine) -> int:
@@ -248,7 +450,32 @@ def _callable(thing: object, name: str) -> Callable[..., Any]:
     return thing  # type: ignore[return-value]
 
 
+def _carries(error: BaseException | None, kind: type[BaseException]) -> bool:
+    """``error`` is ``kind``, or was raised from one (a wrapping domain error is fine)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _named(error: BaseException | None) -> str:
+    if error is None:
+        return "no error"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first_line:.120}" if first_line else type(error).__name__
+
+
 # ---- sessions.unit_of_work ------------------------------------------------------------
+UOW_WATCHDOG = 5.0  # seconds for one async block: the check's own limit
+
+
+class _Interrupted(KeyboardInterrupt):
+    """The check's own KeyboardInterrupt: a worker stopped mid-request (Ctrl-C, SIGINT)."""
+
+
 def _sync_unit_of_work(unit_of_work: Callable[..., AbstractContextManager[Session]]) -> None:
     engine = _engine(_db_file("uow"))
     factory, opened = _tracked_factory(engine)
@@ -276,16 +503,58 @@ def _sync_unit_of_work(unit_of_work: Callable[..., AbstractContextManager[Sessio
 
             error = _raises(failing_block)
             expect(
-                isinstance(error, _Boom),
+                _carries(error, _Boom),
                 "the block raised an error, but `with unit_of_work(...)` did not let it "
-                f"through (got {type(error).__name__ if error else 'no error'}). A unit of "
-                "work must never swallow a failure: the caller has to know.",
+                f"through (got {_named(error)}). A unit of work must never swallow a "
+                "failure: the caller has to know.",
             )
             _no_leak(engine, "a `with unit_of_work(factory)` block that raised")
             expect(
                 _count(engine, Author) == 1,
                 "a block raised after writing a row, and the row was committed anyway. "
                 "On failure the unit of work must roll everything back.",
+            )
+
+            def refused_commit() -> None:
+                with unit_of_work(factory) as session:
+                    session.add(Account(owner="mallory", balance=-1))  # CHECK fails at commit
+
+            error = _raises(refused_commit)
+            expect(
+                error is not None,
+                "a block whose commit the database refused (a negative balance breaks the "
+                "CHECK constraint) ended without an error: the caller believes the write "
+                "was saved. A failed commit must reach the caller.",
+            )
+            _no_leak(engine, "a `with unit_of_work(factory)` block whose commit failed")
+
+            interrupted: BaseException | None = None
+            try:
+                with unit_of_work(factory) as session:
+                    session.add(Author(name="interrupted"))
+                    session.flush()
+                    raise _Interrupted
+            except _Interrupted as e:
+                interrupted = e
+            except PoolTimeout:
+                raise
+            except BaseException as e:  # whatever it is, it is reported
+                interrupted = e
+            expect(
+                _carries(interrupted, KeyboardInterrupt),
+                "a block interrupted by KeyboardInterrupt (a worker stopped mid-request) "
+                f"ended with {_named(interrupted)} instead: the interruption must go on to "
+                "the caller.",
+            )
+            _no_leak(
+                engine,
+                "a `with unit_of_work(factory)` block interrupted by KeyboardInterrupt "
+                "(which is not an Exception: cleanup that runs only under `except "
+                "Exception` never sees it)",
+            )
+            expect(
+                _count(engine, Author) == 1,
+                "a block was interrupted after writing a row, and the row was committed.",
             )
             for _ in range(4 * POOL_SIZE):  # more units of work than the pool has connections
                 _raises(failing_block)
@@ -299,6 +568,27 @@ def _sync_unit_of_work(unit_of_work: Callable[..., AbstractContextManager[Sessio
         engine.dispose()
 
 
+async def _async_block(
+    async_unit_of_work: Callable[..., AbstractAsyncContextManager[AsyncSession]],
+    factory: async_sessionmaker[AsyncSession],
+    body: Callable[[AsyncSession], Awaitable[None]],
+) -> BaseException | None:
+    """Run ``async with async_unit_of_work(factory) as session: await body(session)``
+    under the check's watchdog; return the exception that came out, if any."""
+
+    async def block() -> None:
+        async with async_unit_of_work(factory) as session:
+            await body(session)
+
+    try:
+        await within(UOW_WATCHDOG, block())
+    except (PoolTimeout, Overran):
+        raise
+    except Exception as e:
+        return e
+    return None
+
+
 async def _async_unit_of_work(
     async_unit_of_work: Callable[..., AbstractAsyncContextManager[AsyncSession]],
 ) -> None:
@@ -308,34 +598,36 @@ async def _async_unit_of_work(
     factory, opened = _tracked_async_factory(engine)
     try:
         with _leaks_stay_visible():
-            async with async_unit_of_work(factory) as session:
+
+            async def keep(session: AsyncSession) -> None:
                 expect(
                     isinstance(session, AsyncSession),
                     "async_unit_of_work must yield an AsyncSession; it yielded "
                     f"{type(session).__name__}",
                 )
                 session.add(Author(name="kept"))
+
+            error = await _async_block(async_unit_of_work, factory, keep)
+            if isinstance(error, Fail):
+                raise error
+            expect(error is None, f"a block that succeeded raised {_named(error)}")
             _no_leak(engine, "an `async with async_unit_of_work(factory)` block that succeeded")
             expect(
                 _count(sync_engine, Author) == 1,
                 "an `async with async_unit_of_work(factory)` block finished without error, "
                 "but its write is not in the database: commit when the block succeeds.",
             )
-            error: BaseException | None = None
-            try:
-                async with async_unit_of_work(factory) as session:
-                    session.add(Author(name="doomed"))
-                    await session.flush()
-                    raise _Boom("the block failed halfway")
-            except PoolTimeout:
-                raise
-            except Exception as e:
-                error = e
+
+            async def fail_halfway(session: AsyncSession) -> None:
+                session.add(Author(name="doomed"))
+                await session.flush()
+                raise _Boom("the block failed halfway")
+
+            error = await _async_block(async_unit_of_work, factory, fail_halfway)
             expect(
-                isinstance(error, _Boom),
+                _carries(error, _Boom),
                 "the async block raised an error, but async_unit_of_work did not let it "
-                f"through (got {type(error).__name__ if error else 'no error'}). Never "
-                "swallow a failure.",
+                f"through (got {_named(error)}). Never swallow a failure.",
             )
             _no_leak(engine, "an `async with async_unit_of_work(factory)` block that raised")
             expect(
@@ -343,12 +635,83 @@ async def _async_unit_of_work(
                 "an async block raised after writing a row, and the row was committed "
                 "anyway. On failure, roll everything back.",
             )
+
+            async def refused(session: AsyncSession) -> None:
+                session.add(Account(owner="mallory", balance=-1))  # CHECK fails at commit
+
+            error = await _async_block(async_unit_of_work, factory, refused)
+            expect(
+                error is not None,
+                "an async block whose commit the database refused (a negative balance "
+                "breaks the CHECK constraint) ended without an error: a failed commit must "
+                "reach the caller.",
+            )
+            _no_leak(
+                engine, "an `async with async_unit_of_work(factory)` block whose commit failed"
+            )
+            await _cancelled_mid_block(async_unit_of_work, factory, engine, sync_engine)
     except PoolTimeout:
         raise _pool_ran_dry("running async units of work") from None
+    except Overran:
+        raise Fail(
+            f"an `async with async_unit_of_work(factory)` block was still running after "
+            f"{UOW_WATCHDOG:g} s of the check's own time; it does almost nothing, so "
+            "something in the unit of work waits forever."
+        ) from None
     finally:
         await _close_all_async(opened)
         await engine.dispose()
         sync_engine.dispose()
+
+
+async def _cancelled_mid_block(
+    async_unit_of_work: Callable[..., AbstractAsyncContextManager[AsyncSession]],
+    factory: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    sync_engine: Engine,
+) -> None:
+    """What a client disconnect, a timeout or a shutdown does to a request: the task is
+    cancelled while it holds a connection and an open transaction."""
+    for attempt in range(POOL_SIZE + 1):  # more cancellations than the pool has connections
+        inside = asyncio.Event()
+
+        async def wait_inside(inside: asyncio.Event = inside) -> None:
+            async with async_unit_of_work(factory) as session:
+                session.add(Author(name="cancelled"))
+                await session.flush()  # a connection is checked out, a transaction open
+                inside.set()
+                await asyncio.sleep(3600)  # ...until the check cancels the task
+
+        task = asyncio.ensure_future(wait_inside())
+        started = asyncio.ensure_future(inside.wait())
+        await asyncio.wait({task, started}, timeout=UOW_WATCHDOG, return_when="FIRST_COMPLETED")
+        started.cancel()
+        if task.done():
+            error = task.exception()
+            raise (error if error is not None else Fail("the async block ended by itself"))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=UOW_WATCHDOG)
+        if not done:
+            raise Overran(UOW_WATCHDOG)
+        if not task.cancelled():
+            raise Fail(
+                "a task cancelled inside `async with async_unit_of_work(factory)` did not end "
+                f"as cancelled (it ended with {_named(task.exception())}): the unit of work "
+                "swallowed the cancellation, so whoever cancelled it (a timeout, a shutdown) "
+                "never learns that the work stopped."
+            )
+        _no_leak(
+            engine,
+            "a task was cancelled inside an `async with async_unit_of_work(factory)` block "
+            "(cancellation arrives as asyncio.CancelledError, which is not an Exception: "
+            "cleanup that runs only under `except Exception` never sees it)"
+            + (f", {attempt + 1} times" if attempt else ""),
+        )
+        expect(
+            _count(sync_engine, Author) == 1,
+            "a task was cancelled inside the block after writing a row, and the row was "
+            "committed: cancelled work must be rolled back.",
+        )
 
 
 @checker("sessions.unit_of_work")
@@ -356,8 +719,8 @@ async def unit_of_work(unit_of_work: object, async_unit_of_work: object) -> str:
     _sync_unit_of_work(_callable(unit_of_work, "unit_of_work"))
     await _async_unit_of_work(_callable(async_unit_of_work, "async_unit_of_work"))
     return (
-        "sync and async: commits on success, rolls back and re-raises on failure, "
-        "and gives the connection back either way."
+        "sync and async: commits on success, rolls back and re-raises on errors, failed "
+        "commits and interruptions, and gives the connection back on every path."
     )
 
 
@@ -499,25 +862,216 @@ def n_plus_one(shelf: object) -> str:
 
 
 # ---- sessions.transfer ----------------------------------------------------------------
+BANK = {1: 100, 2: 50, 3: 0}  # the check's own accounts: ada, bob and cy
+RACE_LIMIT = 15.0  # seconds for two concurrent transfers: the check's own limit
+_RETURNED = object()  # a racer's outcome when its transfer returned normally
+
+
+def _open_bank(engine: Engine) -> None:
+    owners = {1: "ada", 2: "bob", 3: "cy"}
+    with engine.begin() as conn:
+        conn.execute(delete(Account))
+        conn.execute(
+            insert(Account),
+            [{"id": i, "owner": owners[i], "balance": b, "version": 0} for i, b in BANK.items()],
+        )
+
+
+def _moved(balances: dict[int, int], from_id: int, to_id: int, amount: int) -> dict[int, int]:
+    after = dict(balances)
+    after[from_id] -= amount
+    after[to_id] += amount
+    return after
+
+
+def _total(balances: dict[int, int]) -> int:
+    return sum(balances.values())
+
+
+def _race(
+    move: Callable[..., Any],
+    factory: SessionMaker[Session],
+    faults: _Faults,
+    calls: Sequence[tuple[int, int, int]],
+) -> list[BaseException | object]:
+    """Run the transfers at the same time, in threads, each waiting at its first write
+    until all of them have read. Returns each one's exception, or ``_RETURNED``."""
+    outcomes: list[BaseException | object] = [_RETURNED] * len(calls)
+
+    def run(i: int, args: tuple[int, int, int]) -> None:
+        try:
+            move(factory, *args)
+        except BaseException as e:  # every outcome is reported
+            outcomes[i] = e
+
+    faults.interleave(len(calls))
+    threads = [
+        threading.Thread(target=run, args=(i, args), name=f"prodready-transfer-{i}", daemon=True)
+        for i, args in enumerate(calls)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(RACE_LIMIT)
+    finally:
+        faults.disarm()
+    if any(thread.is_alive() for thread in threads):
+        raise Fail(
+            f"{len(calls)} transfers started at the same time were still running after "
+            f"{RACE_LIMIT:g} s of the check's own time. Each needs a few milliseconds: two "
+            "transactions are waiting for each other (a deadlock), or one waits forever."
+        )
+    for outcome in outcomes:
+        if isinstance(outcome, PoolTimeout):
+            raise outcome
+    return outcomes
+
+
+def _lost_update(faults: _Faults) -> str:
+    how = (
+        " (`UPDATE accounts SET balance=?`, with a value your code computed)"
+        if faults.saw_absolute_balance
+        else ""
+    )
+    message = (
+        f"Each transfer read the balance, then wrote a new one{how}; in between, the other "
+        "transfer changed the row, and the later write overwrote it: a lost update. One "
+        "transaction does not prevent this: PostgreSQL at READ COMMITTED (its default) lets "
+        "it happen, and so does SQLite before a transaction's first write. The write itself "
+        "must refuse, or wait, when the balance it relies on has changed."
+    )
+    if faults.saw_for_update:
+        message += (
+            " with_for_update() does not help here: SQLite has no row locks, so SQLAlchemy "
+            "leaves FOR UPDATE out of the SELECT it sends. It locks rows on PostgreSQL and "
+            "MySQL, not on the database this check (and many test suites) runs on."
+        )
+    return message
+
+
+def _check_race(
+    engine: Engine,
+    move: Callable[..., Any],
+    factory: SessionMaker[Session],
+    faults: _Faults,
+    amount: int,
+) -> None:
+    """Two transfers of ``amount`` from account 1, to accounts 2 and 3, at the same time."""
+    _open_bank(engine)
+    calls = [(1, 2, amount), (1, 3, amount)]
+    outcomes = _race(move, factory, faults, calls)
+    after = _balances(engine)
+    went_through = [
+        call for call, outcome in zip(calls, outcomes, strict=True) if outcome is _RETURNED
+    ]
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    expected = dict(BANK)
+    for call in went_through:
+        expected = _moved(expected, *call)
+    scene = (
+        f"two transfers of {amount} from account 1 (balance {BANK[1]}), to accounts 2 and 3, "
+        f"ran at the same time; {len(went_through)} of them reported success, and the "
+        f"balances went from {BANK} to {after}"
+    )
+    if after != expected:
+        created = _total(after) - _total(BANK)
+        damage = (
+            f"the bank created {created}"
+            if created > 0
+            else f"the bank lost {-created}"
+            if created < 0
+            else "they do not match the transfers that reported success"
+        )
+        raise Fail(f"{scene}: {damage}. {_lost_update(faults)}")
+    if not went_through:
+        raise Fail(
+            f"{scene}: both failed ({'; '.join(_named(e) for e in errors)}), although the "
+            "balance covers at least one of them. A transfer must fail only when the money "
+            "is not there."
+        )
+    if faults.rendezvous_failed:  # both had the funds to reach their writes: one was held back
+        raise Fail(
+            f"{scene}, but they never ran at the same time: one transfer waited "
+            f"more than {RENDEZVOUS_TIMEOUT:g} s for the other before it touched the database, "
+            "so something in your process (a threading.Lock?) lets only one transfer run at "
+            "a time. That lock exists once per process: production runs several worker "
+            "processes on several servers against one database, and they never see each "
+            "other's Python locks. Only the database can order their writes."
+        )
+    if len(went_through) < len(calls) and amount * len(calls) <= BANK[1]:
+        raise Fail(
+            f"{scene}. The balance covers both, yet one failed with {_named(errors[0])}. "
+            "Your code noticed the other transfer, which is right, but gave up: the customer "
+            "sees an error for a payment that would have gone through. When a transfer loses "
+            "such a race, the conflict is temporary: run the transfer again (a bounded number "
+            "of times) instead of failing it."
+        )
+
+
+def _check_injected(
+    engine: Engine,
+    move: Callable[..., Any],
+    factory: SessionMaker[Session],
+    faults: _Faults,
+    what: str,
+    arm: Callable[[], None],
+) -> None:
+    """Transfer 30 from account 1 to 2 while the check makes one step fail."""
+    _open_bank(engine)
+    arm()
+    try:
+        error = _raises(lambda: move(factory, 1, 2, 30))
+    finally:
+        fired = faults.fired
+        faults.disarm()
+    after, moved = _balances(engine), _moved(BANK, 1, 2, 30)
+    scene = (
+        f"the check made {what} of transfer(factory, 1, 2, 30) fail (OperationalError: "
+        f"{INJECTED}, as a full disk or a dropped connection gives)"
+    )
+    if _total(after) != _total(BANK):
+        raise Fail(
+            f"{scene}, and the bank's total money went from {_total(BANK)} to {_total(after)} "
+            f"(balances {BANK} became {after}): the first leg was committed without the "
+            "second. Checking the accounts first cannot prevent this: a write can fail for "
+            "reasons nobody can test in advance. Both legs must be committed together, in "
+            "one transaction, or not at all."
+        )
+    if not fired:
+        expect(
+            error is None and after == moved,
+            f"transfer(factory, 1, 2, 30) from {BANK} gave {_named(error)} and left {after}; "
+            f"expected {moved}",
+        )
+        return
+    if error is None:
+        expect(
+            after == moved,
+            f"{scene}; your code returned normally and left balances {after}, not {moved}: "
+            "the caller now believes money moved that did not. A failed transfer must "
+            "raise (or, if it retries, really move the money once).",
+        )
+    else:
+        expect(after == BANK, f"{scene}; it raised, but balances changed from {BANK} to {after}")
+    _no_leak(engine, f"{what} of a transfer failed")
+
+
 @checker("sessions.transfer")
 def transfer(transfer: object) -> str:
     move = _callable(transfer, "transfer")
-    engine = _engine(_db_file("bank"))
+    faults = _Faults()
+    engine = _engine(_db_file("bank"), faults=faults)
     factory, opened = _tracked_factory(engine)
-    with Session(engine) as session, session.begin():
-        session.add_all([Account(owner="ada", balance=100), Account(owner="bob", balance=50)])
-
-    def total(balances: dict[int, int]) -> int:
-        return sum(balances.values())
-
+    _open_bank(engine)
     try:
         with _leaks_stay_visible():
-            move(factory, 1, 2, 30)
+            error = _raises(lambda: move(factory, 1, 2, 30))
             after = _balances(engine)
             expect(
-                after == {1: 70, 2: 80},
-                f"transfer(factory, 1, 2, 30) from 100/50 left balances {after[1]}/{after[2]}; "
-                "expected 70/80",
+                error is None and after == _moved(BANK, 1, 2, 30),
+                f"transfer(factory, 1, 2, 30) from balances {BANK} gave {_named(error)} and "
+                f"left {after}; expected {_moved(BANK, 1, 2, 30)}",
             )
             for label, args in (
                 ("an overdraft, transfer(factory, 1, 2, 500)", (1, 2, 500)),
@@ -529,83 +1083,89 @@ def transfer(transfer: object) -> str:
                 before = _balances(engine)
                 error = _raises(lambda a=args: move(factory, *a))  # type: ignore[misc]
                 after = _balances(engine)
-                if total(after) != total(before):
+                if _total(after) != _total(before):
                     raise Fail(
                         f"{label} {'raised ' + type(error).__name__ if error else 'returned'}"
-                        f", and the bank's total money went from {total(before)} to "
-                        f"{total(after)}: one leg of the transfer was committed and the other "
+                        f", and the bank's total money went from {_total(before)} to "
+                        f"{_total(after)}: one leg of the transfer was committed and the other "
                         "was not. Both legs must succeed or fail together, in one transaction."
                     )
-                expect(
-                    after == before,
-                    f"{label} changed balances from {before} to {after}",
-                )
+                expect(after == before, f"{label} changed balances from {before} to {after}")
                 expect(
                     error is not None,
                     f"{label} returned normally and moved nothing: the caller now believes "
                     "the money moved. A failed transfer must raise.",
                 )
                 _no_leak(engine, label)
+            _check_injected(
+                engine, move, factory, faults, "the second row written",
+                lambda: faults.fail_write(2),
+            )  # fmt: skip
+            _check_injected(
+                engine, move, factory, faults, "the commit", lambda: faults.fail_commit(1)
+            )
+            _check_race(engine, move, factory, faults, amount=60)  # only one can go through
+            _check_race(engine, move, factory, faults, amount=30)  # both must go through
+            _no_leak(engine, "transfers that ran at the same time")
     except PoolTimeout:
         raise _pool_ran_dry("running transfers") from None
     finally:
+        faults.disarm()
         _close_all(opened)
         engine.dispose()
-    return "money moves all or nothing: failed transfers raise and change no balance."
+    return (
+        "all or nothing when any step fails, and two transfers at the same time lose "
+        "no update and overdraw nothing."
+    )
 
 
 # ---- sessions.bulk_import -------------------------------------------------------------
-IMPORT_ROWS = 1000
+IMPORT_ROWS = 1_500  # past the first chunk of a 1,000-row (or 500-row) batching
+BIG_IMPORT = 10_001  # past the first chunk of a 5,000- or 10,000-row batching
 MAX_COMMITS = 20
 
 
-class _TooManyCommits(Exception):
-    """Raised from the commit listener, to stop an import that commits row by row."""
+def _readings(n: int) -> list[dict[str, Any]]:
+    return [{"sensor": f"t-{i % 17}", "value": i / 4} for i in range(n)]
+
+
+def _with_bad_row(rows: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    return [*rows[:index], {"sensor": "t-x", "value": None}, *rows[index + 1 :]]
 
 
 @checker("sessions.bulk_import")
 def bulk_import(import_readings: object) -> str:
     load = _callable(import_readings, "import_readings")
-    engine = _engine(_db_file("readings"))
+    faults = _Faults()
+    engine = _engine(_db_file("readings"), faults=faults, begin_explicitly=True)
     factory, opened = _tracked_factory(engine)
-    rows: list[dict[str, Any]] = [
-        {"sensor": f"t-{i % 17}", "value": i / 4} for i in range(IMPORT_ROWS)
-    ]
-    commits = 0
-
-    def count_commit(*_: object) -> None:
-        nonlocal commits
-        commits += 1
-        if commits > MAX_COMMITS:  # stop a row-by-row import early: on a busy disk it is slow
-            raise _TooManyCommits
-
-    event.listen(engine, "commit", count_commit)
+    rows = _readings(IMPORT_ROWS)
     try:
         with _leaks_stay_visible():
+            faults.commits, faults.commit_limit = 0, MAX_COMMITS
             try:
                 returned = load(factory, rows)
             except _TooManyCommits:
                 returned = None
-            took = (
-                f"more than {MAX_COMMITS} commits (the check stopped it there)"
-                if returned is None
-                else f"{commits} commits"
-            )
+            finally:
+                faults.disarm()
+            commits = faults.commits
             expect(
-                commits <= 2,
-                f"importing {IMPORT_ROWS} rows took {took}. Each commit waits for the disk to "
-                "confirm the write, so an import's time grows with its commits, not with its "
-                "rows: on a busy disk that is minutes instead of milliseconds.",
+                returned is not None,
+                f"importing {IMPORT_ROWS:,} rows took more than {MAX_COMMITS} commits (the "
+                "check stopped it there). Each commit waits for the disk to confirm the "
+                "write, so an import's time grows with its commits, not with its rows: on a "
+                "busy disk that is minutes instead of milliseconds.",
             )
             stored = _count(engine, Reading)
             expect(
                 stored == IMPORT_ROWS,
-                f"after importing {IMPORT_ROWS} rows, the table holds {stored}",
+                f"after importing {IMPORT_ROWS:,} rows, the table holds {stored:,}",
             )
             expect(
                 returned == IMPORT_ROWS,
                 f"import_readings must return the number of rows imported ({IMPORT_ROWS}); "
-                f"it returned {returned!r}",
+                f"it returned {returned!r:.80}",
             )
             with engine.connect() as conn:
                 total = conn.scalar(select(func.sum(Reading.value)))
@@ -613,35 +1173,86 @@ def bulk_import(import_readings: object) -> str:
                 total == sum(r["value"] for r in rows), "the stored values differ from the input"
             )
             _no_leak(engine, "an import that succeeded")
-            bad = [*rows[:500], {"sensor": "t-x", "value": None}, *rows[500:]]
-            error = _raises(lambda: load(factory, bad))
+            for size, bad_index in ((IMPORT_ROWS, 1_234), (1_001, 1_000), (10, 0)):
+                before = _count(engine, Reading)
+                bad = _with_bad_row(_readings(size), bad_index)
+                error = _raises(lambda: load(factory, bad))  # noqa: B023 - called right here
+                line = f"row {bad_index + 1:,} of {size:,}"
+                expect(
+                    error is not None,
+                    f"an import whose {line} has value=None (the column is NOT NULL) "
+                    "returned normally: the error must reach the caller",
+                )
+                kept = _count(engine, Reading) - before
+                expect(
+                    kept == 0,
+                    f"an import failed on {line} (value=None), yet {kept:,} of its rows were "
+                    "stored: half an import is worse than none, because nobody can tell which "
+                    "half. A failed import must leave the table as it was.",
+                )
+                _no_leak(engine, f"an import that failed on {line}")
+            for size, number, which in (
+                (IMPORT_ROWS, 1, "the first commit"),
+                (BIG_IMPORT, 2, "the second commit"),  # past a 1,000, 5,000 or 10,000-row chunk
+            ):
+                before = _count(engine, Reading)
+                data = rows if size == IMPORT_ROWS else _readings(size)
+                faults.fail_commit(number)
+                try:
+                    error = _raises(lambda: load(factory, data))  # noqa: B023 - called right here
+                finally:
+                    fired = faults.fired
+                    faults.disarm()
+                kept = _count(engine, Reading) - before
+                if not fired:
+                    expect(
+                        error is None and kept == size,
+                        f"an import of {size:,} rows gave {_named(error)} and stored {kept:,} "
+                        "of them",
+                    )
+                    continue
+                scene = (
+                    f"the check made {which} of an import of {size:,} rows fail "
+                    f"(OperationalError: {INJECTED}, as a full disk or a dropped connection "
+                    "gives)"
+                )
+                expect(
+                    error is not None or kept == size,
+                    f"{scene}, and import_readings returned normally with {kept:,} rows "
+                    "stored: the error must reach the caller.",
+                )
+                expect(
+                    error is None or kept == 0,
+                    f"{scene}, and {kept:,} of the import's rows stayed in the table: the "
+                    "rows of the earlier commits. Checking the rows first cannot prevent "
+                    "this: a commit can fail for reasons no check can see in advance. "
+                    "Several commits are several transactions; an import must be one.",
+                )
+                _no_leak(engine, f"an import whose {which.removeprefix('the ')} failed")
             expect(
-                error is not None,
-                "an import whose row 501 has value=None (the column is NOT NULL) returned "
-                "normally: the error must reach the caller",
+                commits <= 1,
+                f"importing {IMPORT_ROWS:,} rows took {commits} commits: an import must be "
+                "one transaction. With several, a crash between two commits leaves part of "
+                "the file stored, and no clean-up code runs after a crash.",
             )
-            after = _count(engine, Reading)
-            expect(
-                after == IMPORT_ROWS,
-                f"an import failed on row 501, yet {after - IMPORT_ROWS} of its rows were "
-                "stored: half an import is worse than none, because nobody can tell which "
-                "half. A failed import must leave the table as it was.",
-            )
-            _no_leak(engine, "an import that failed")
     except PoolTimeout:
         raise _pool_ran_dry("importing") from None
     finally:
+        faults.disarm()
         _close_all(opened)
-        event.remove(engine, "commit", count_commit)
         engine.dispose()
-    return f"{IMPORT_ROWS} rows in one transaction; a bad row imports nothing."
+    return (
+        f"{IMPORT_ROWS:,} and {BIG_IMPORT:,} rows in one transaction each; a bad row anywhere, "
+        "or a failed commit, imports nothing."
+    )
 
 
 # ---- sessions.api ---------------------------------------------------------------------
 API_POOL = 5
 API_POOL_TIMEOUT = 10.0  # generous: a correct app needs well under a second here
-API_REQUESTS = 200
+API_REQUESTS = 100  # 20 times the pool: a leak or a shared session shows at once
 API_AUTHORS = 20
+API_WATCHDOG = 30.0  # seconds for all the requests together: the check's own limit
 
 
 async def _bookshop(path: Path) -> AsyncEngine:
@@ -651,12 +1262,7 @@ async def _bookshop(path: Path) -> AsyncEngine:
             books = [Book(title=f"T{a}-{b}") for b in range(a % 4)]
             session.add(Author(name=f"Author {a}", books=books))
     sync_engine.dispose()
-    return create_async_engine(
-        f"sqlite+aiosqlite:///{path}",
-        pool_size=API_POOL,
-        max_overflow=0,
-        pool_timeout=API_POOL_TIMEOUT,
-    )
+    return _async_engine(path, pool_size=API_POOL, pool_timeout=API_POOL_TIMEOUT)
 
 
 def _author_body(author_id: int) -> dict[str, object]:
@@ -664,18 +1270,61 @@ def _author_body(author_id: int) -> dict[str, object]:
     return {"name": f"Author {a}", "books": [f"T{a}-{b}" for b in range(a % 4)]}
 
 
+class _Observed:
+    """The learner's app as the check sees it from outside: every exception that escapes
+    it (the client gets a 500) is kept, so the message can say what went wrong."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.errors: list[BaseException] = []
+
+    def __getattr__(self, name: str) -> Any:  # router, state, ...: the app's own
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as e:
+            self.errors.append(e)
+            raise
+
+
+class _NextQueryFails:
+    """Makes the next statement the app sends fail, as a dropped connection would."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def __call__(self, *_: object) -> None:
+        if self.armed:
+            self.armed = False
+            raise sqlite3.OperationalError(INJECTED)
+
+
+def _lazy_load(errors: list[BaseException]) -> bool:
+    """A lazy load under AsyncSession, in the endpoint or in a response model that read
+    the attribute while validating (FastAPI then reports a ResponseValidationError)."""
+    return any(
+        (isinstance(e, StatementError) and isinstance(e.orig, MissingGreenlet))
+        or "MissingGreenlet" in str(e)
+        for e in errors
+    )
+
+
 @checker("sessions.api")
 async def api(build_app: object) -> str:
     make_app = _callable(build_app, "build_app")
     engine = await _bookshop(_db_file("bookshop"))
     factory, opened = _tracked_async_factory(engine)
+    failing = _NextQueryFails()
+    event.listen(engine.sync_engine, "before_cursor_execute", failing)
+    observed: _Observed | None = None
     try:
-        app = make_app(factory)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        observed = _Observed(make_app(factory))
+        async with asgi_client(observed) as client:
             with _leaks_stay_visible():
-                await _api_one_by_one(client, engine)
-                await _api_all_at_once(client, engine)
+                await within(API_WATCHDOG, _api_one_by_one(client, engine, opened, failing))
+                await within(API_WATCHDOG, _api_all_at_once(client, engine, observed))
     except PoolTimeout:
         raise Fail(
             f"requests waited {API_POOL_TIMEOUT:g} s for one of the pool's {API_POOL} "
@@ -683,54 +1332,111 @@ async def api(build_app: object) -> str:
             "connections were not given back in time. The session dependency must close "
             "its session on every path, the error paths included."
         ) from None
-    except StatementError as e:
-        if not isinstance(e.orig, MissingGreenlet):
-            raise
-        lazy_load = True  # reported below, once this traceback (and its coroutine) is gone
+    except Overran:
+        raise Fail(
+            f"the app was still answering after {API_WATCHDOG:g} s of the check's own time; "
+            f"{API_REQUESTS} small requests need well under a second. Requests are waiting "
+            "for connections that never come back, or for each other."
+        ) from None
+    except _AppFailed as e:
+        errors = observed.errors if observed is not None else []
+        lazy_load = _lazy_load(errors)
+        if not lazy_load:
+            raised = f" (the app raised {_named(errors[-1])})" if errors else ""
+            raise Fail(f"{e}{raised}") from None
     else:
         lazy_load = False
     finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", failing)
         await _close_all_async(opened)
         await engine.dispose()
     if lazy_load:
-        _collect_quietly()  # the never-awaited driver coroutine warns now, while output is captured
+        _collect_quietly(full=True)  # the never-awaited driver coroutine warns now, captured
         raise Fail(
             "a request failed with StatementError wrapping MissingGreenlet: an attribute "
-            "was loaded lazily, which needs blocking IO, inside async code. Under "
-            "AsyncSession every relationship the response touches must be loaded "
-            "before you use it."
+            "was loaded lazily, which needs blocking IO, inside async code (in the endpoint, "
+            "or in a response model that reads it while serializing). Under AsyncSession "
+            "every relationship the response touches must be loaded before you use it."
         )
     return (
         f"{API_REQUESTS} concurrent requests through a pool of {API_POOL}: right answers, "
-        "no timeouts, no leaked connections."
+        "a session per request, no timeouts, no leaked connections, on errors too."
     )
+
+
+class _AppFailed(Exception):
+    """A response was wrong; the message says how."""
 
 
 async def _expect_response(client: httpx.AsyncClient, author_id: int) -> None:
     response = await client.get(f"/authors/{author_id}")
     if author_id > API_AUTHORS:
-        expect(
-            response.status_code == 404,
-            f"GET /authors/{author_id} (no such author) answered {response.status_code}; "
-            "expected 404",
-        )
+        if response.status_code != 404:
+            raise _AppFailed(
+                f"GET /authors/{author_id} (no such author) answered "
+                f"{response.status_code}: {response.text[:200]}; expected 404"
+            )
         return
-    expect(
-        response.status_code == 200,
-        f"GET /authors/{author_id} answered {response.status_code}: {response.text[:200]}",
-    )
-    body, expected = response.json(), _author_body(author_id)
-    expect(body == expected, f"GET /authors/{author_id} returned {body!r}; expected {expected!r}")
+    if response.status_code != 200:
+        raise _AppFailed(
+            f"GET /authors/{author_id} answered {response.status_code}: {response.text[:200]}"
+        )
+    body, expected = _json(response), _author_body(author_id)
+    if body != expected:
+        raise _AppFailed(f"GET /authors/{author_id} returned {body!r:.200}; expected {expected!r}")
 
 
-async def _api_one_by_one(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    for author_id in (1, 4, 404, 2):
+def _sessions_per_request(opened: list[AsyncSession], requests: int) -> None:
+    if len(opened) < requests:
+        raise Fail(
+            f"{requests} requests were served by {len(opened)} session(s): requests share an "
+            "AsyncSession. A session is one unit of work, not a connection to keep: two "
+            "requests on one session at the same time fail ('This session is provisioning a "
+            "new connection; concurrent operations are not permitted'), see each other's "
+            "uncommitted changes, and the shared session never gives its connection back. "
+            "Give every request its own session."
+        )
+
+
+async def _api_one_by_one(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    opened: list[AsyncSession],
+    failing: _NextQueryFails,
+) -> None:
+    await _expect_response(client, 1)
+    await _expect_response(client, 4)
+    _sessions_per_request(opened, 2)  # before counting connections: a shared one never returns
+    _no_leak(engine, "two requests for existing authors (GET /authors/1, then /authors/4)")
+    for served, author_id in enumerate((404, 2), start=3):
         await _expect_response(client, author_id)
+        _sessions_per_request(opened, served)
         what = "an existing" if author_id <= API_AUTHORS else "a missing"
         _no_leak(engine, f"one request for {what} author (GET /authors/{author_id})")
+    failing.armed = True  # the database fails this request's first query
+    response = await client.get("/authors/3")
+    failing.armed = False
+    retried = response.status_code == 200 and _json(response) == _author_body(3)
+    expect(
+        response.status_code >= 500 or retried,
+        f"GET /authors/3, whose query the check made fail (OperationalError: {INJECTED}), "
+        f"answered {response.status_code}: {response.text[:120]}; a failed query is a server "
+        "error (5xx), never a 404 or a wrong answer.",
+    )
+    _no_leak(engine, "a request whose query failed (GET /authors/3)")
 
 
-async def _api_all_at_once(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+async def _api_all_at_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, observed: _Observed
+) -> None:
+    observed.errors.clear()  # the injected failure above is not the learner's
     ids = [1 + i % (API_AUTHORS + 5) for i in range(API_REQUESTS)]  # the last 5 ids are 404s
     outcomes: list[BaseException | None] = await asyncio.gather(
         *(_expect_response(client, i) for i in ids), return_exceptions=True

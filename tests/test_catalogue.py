@@ -25,6 +25,12 @@ def test_the_shipped_catalogue_is_valid_and_ordered() -> None:
     assert all(2 <= len(ex.hints) <= 3 for ex in catalogue.exercises)
 
 
+def test_every_last_hint_shows_the_shape_and_leaves_the_key_part_blank() -> None:
+    """A nudge to a near-answer, never the answer: the last hint leaves a ``____`` blank."""
+    complete = [ex.id for ex in load_catalogue().exercises if "____" not in ex.hints[-1]]
+    assert complete == [], f"the last hint gives the whole answer in {complete}"
+
+
 def test_lookup_by_number_slug_name_and_exercise_id() -> None:
     catalogue = parse_catalogue({"module": [module()]})
     assert catalogue.module("1") is catalogue.module("01") is catalogue.module("demo")

@@ -9,8 +9,10 @@ import contextlib
 import json
 import re
 import sys
+import time
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty
 from typing import Any, TextIO
 
 import pytest
@@ -161,6 +163,7 @@ class _Kernels:
             self.stopping.append(self.pool.submit(kernel.km.shutdown_kernel, now=True))
 
         kernel.stop = stop_in_background
+        kernel.await_reply = _noticing_death(kernel, kernel.await_reply)
         return kernel
 
     def started_and_warm(self, kernel_name: str, cwd: str, startup_timeout: int) -> Any:
@@ -181,6 +184,27 @@ class _Kernels:
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
         self.pool.shutdown(wait=True)
+
+
+def _noticing_death(kernel: Any, await_reply: Any) -> Any:
+    """nbval waits for a cell's reply for the whole time limit, even from a kernel that
+    has died (``os._exit()``, a crash): look every second whether it is still alive, and
+    give up at once when it is not. nbval then reports it as it reports a timeout, and the
+    kernel's death is what the learner is told."""
+
+    def await_reply_or_death(msg_id: str, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if step <= 0:
+                raise Empty
+            try:
+                return await_reply(msg_id, timeout=step)
+            except Empty:
+                if not kernel.is_alive():
+                    raise
+
+    return await_reply_or_death
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -14,12 +14,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the production-readiness report of the capstone's service.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("report", help="run the service under load and judge every requirement")
+    run = commands.add_parser(
+        "report", help="run the service under load and judge every requirement"
+    )
     run.add_argument("folder", nargs="?", help="the service's folder (default: 10_capstone)")
     run.add_argument("--no-tests", action="store_true", help="skip the service's own tests")
     args = parser.parse_args(argv)
     folder = args.folder or str(default_folder())
-    print(f"Running the report on {folder}: three runs of the service and its tests (about a minute)")
+    print(
+        f"Running the report on {folder}: three runs of the service and its tests (about a minute)"
+    )
     text, all_met = report(folder, tests=not args.no_tests)
     print(text)
     return 0 if all_met else 1

@@ -11,7 +11,7 @@ from ._report import BY_ID, SUITE, judge
 def _stage(exercise: str, folder: object) -> str:
     if not isinstance(folder, str):
         raise Fail(
-            f"the check takes the service's folder as text, such as \"10_capstone\"; it got "
+            f'the check takes the service\'s folder as text, such as "10_capstone"; it got '
             f"{type(folder).__name__}"
         )
     outcome = judge(exercise, folder)
@@ -24,7 +24,7 @@ def _suite(folder: object) -> str:
     from ._suite import judge_suite
 
     if not isinstance(folder, str):
-        raise Fail("the check takes the service's folder as text, such as \"10_capstone\"")
+        raise Fail('the check takes the service\'s folder as text, such as "10_capstone"')
     outcome = judge_suite(folder)
     if not outcome.ok:
         raise Fail("\n".join(outcome.problems))

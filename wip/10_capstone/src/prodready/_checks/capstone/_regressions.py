@@ -47,12 +47,12 @@ def _lost_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DefaultDialect, "do_commit", lambda self, conn: conn.rollback())
 
 
-def _wrap(wrapper: Callable[[Any], Any]) -> Iterator[None]:
+def _wrap(wrapper: Callable[[Any], Any], name: str) -> Iterator[str]:
     from . import conftest_course
 
     conftest_course.WRAP_APP.append(wrapper)
     try:
-        yield
+        yield name
     finally:
         conftest_course.WRAP_APP.remove(wrapper)
 
@@ -150,10 +150,10 @@ def _prodready_regression(
     elif name == "provider_key_dropped":
         _provider_key_dropped(monkeypatch)
     elif name == "new_key_per_retry":
-        yield from _wrap(_new_key_per_retry)
+        yield from _wrap(_new_key_per_retry, name)
         return
     elif name == "headers_logged":
-        yield from _wrap(_headers_logged)
+        yield from _wrap(_headers_logged, name)
         return
     yield name
 
@@ -166,9 +166,15 @@ def _regression_of(item: pytest.Item) -> str:
 def _test_of(item: pytest.Item) -> str:
     """The test's name without our parameter (but with its own, if it has any)."""
     callspec = getattr(item, "callspec", None)
-    others = {k: v for k, v in callspec.params.items() if k != "_prodready_regression"} if callspec else {}
+    others = (
+        {k: v for k, v in callspec.params.items() if k != "_prodready_regression"}
+        if callspec
+        else {}
+    )
     base = item.nodeid.split("[")[0]
-    return f"{base}[{', '.join(f'{k}={v!r}' for k, v in sorted(others.items()))}]" if others else base
+    return (
+        f"{base}[{', '.join(f'{k}={v!r}' for k, v in sorted(others.items()))}]" if others else base
+    )
 
 
 _OUTCOMES: dict[tuple[str, str], dict[str, Any]] = {}
@@ -180,7 +186,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.skipped:
         return report
     key = (_test_of(item), _regression_of(item))
-    entry = _OUTCOMES.setdefault(key, {"test": key[0], "regression": key[1], "passed": True, "error": ""})
+    entry = _OUTCOMES.setdefault(
+        key, {"test": key[0], "regression": key[1], "passed": True, "error": ""}
+    )
     if report.failed:
         entry["passed"] = False
         if not entry["error"]:

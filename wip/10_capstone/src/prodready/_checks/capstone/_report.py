@@ -18,50 +18,56 @@ from ._run import evidence_for
 
 REQUIREMENTS: tuple[v.Requirement, ...] = (
     v.Requirement(
-        "capstone.latency", "load",
+        "capstone.latency",
+        "load",
         f"While the provider is slow and sometimes hangs, /health answers within "
         f"{v.HEALTH_P99_S:g} s and every order attempt within {v.ORDER_P99_S:g} s (p99)",
         "/health and orders stay within their bounds while the provider is slow.",
         v.judge_latency,
     ),
     v.Requirement(
-        "capstone.errors", "load",
+        "capstone.errors",
+        "load",
         "No 5xx of the service's own; a bad request gets a 4xx and is never stored; every "
         "order goes through within a few attempts",
-        "no 5xx of its own; bad requests get a 4xx and are never stored; every order goes "
-        "through.",
+        "no 5xx of its own; bad requests get a 4xx and are never stored; every order goes through.",
         v.judge_errors,
     ),
     v.Requirement(
-        "capstone.orders", "load",
+        "capstone.orders",
+        "load",
         "An order acknowledged with 201 is stored exactly once, with the right total, and "
         "charged exactly once, although clients retry and the provider fails, lies and hangs",
         "every acknowledged order is stored once, with the right total, and charged once.",
         v.judge_orders,
     ),
     v.Requirement(
-        "capstone.login", "load",
+        "capstone.login",
+        "load",
         f"Guessing is locked out: after {v.LOCKOUT_ATTEMPTS} failures an account answers 429, "
         "however many guesses arrive at once, and other accounts log in as usual",
         "brute force is locked out per account, under concurrent guesses too.",
         v.judge_login,
     ),
     v.Requirement(
-        "capstone.logs", "load",
+        "capstone.logs",
+        "load",
         "Every log line is a JSON object; the lines of a request, uvicorn's access line "
         "included, carry its request id; no secret appears in the logs",
         "every log line is JSON with the right request id, and no secret is logged.",
         v.judge_logs,
     ),
     v.Requirement(
-        "capstone.export", "export",
+        "capstone.export",
+        "export",
         f"A large export keeps the process's memory flat (at most "
         f"+{v.MEMORY_GROWTH_BYTES // 1_000_000} MB) and /health answering",
         "the large export streams in flat memory while /health keeps answering.",
         v.judge_export,
     ),
     v.Requirement(
-        "capstone.receipts", "receipts",
+        "capstone.receipts",
+        "receipts",
         "Every paid order gets exactly one receipt, although the job runner is killed "
         "mid-send and the mail service fails now and then",
         "every paid order gets exactly one receipt, crash and retries included.",
@@ -132,7 +138,8 @@ def report(
 
 
 SUITE = v.Requirement(
-    "capstone.tests", "load",
+    "capstone.tests",
+    "load",
     "The service's own tests pass, and each planted regression makes at least one of them fail",
     "your tests pass on your service and catch every planted regression.",
     lambda ev: v.Outcome(False, ""),

@@ -315,7 +315,9 @@ class _Run:
     def start_service(self) -> tuple[Process, str] | None:
         started = time.monotonic()
         port_file = self.scratch / "port"
-        service = self.process("service", ["-m", "prodready._checks.capstone._serve", str(port_file)])
+        service = self.process(
+            "service", ["-m", "prodready._checks.capstone._serve", str(port_file)]
+        )
         deadline = started + STARTUP_S
         while not port_file.exists():
             if not service.alive():
@@ -405,7 +407,9 @@ def _load_run(session: _Run) -> None:
         plans = [
             OrderPlan(n, f"k-{uuid.UUID(int=rng.getrandbits(128)).hex}", sku, qty)
             for n in range(ACCOUNTS)
-            for sku, qty in rng.sample([(s, q) for s in PRICE_CENTS for q in range(1, 11)], ORDERS_EACH)
+            for sku, qty in rng.sample(
+                [(s, q) for s in PRICE_CENTS for q in range(1, 11)], ORDERS_EACH
+            )
         ]  # fmt: skip
         ev.orders = plans
         started = time.monotonic()
@@ -469,7 +473,9 @@ def _receipts_run(session: _Run) -> None:
         placed = await load.bounded(one_by_one(), started + LOAD_S)
         session.timed("orders", started, finished=placed)
         if not placed:
-            ev.problem = ev.problem or f"placing {len(ev.orders)} orders took more than {LOAD_S:g} s"
+            ev.problem = (
+                ev.problem or f"placing {len(ev.orders)} orders took more than {LOAD_S:g} s"
+            )
             return
         started = time.monotonic()
         read = await load.bounded(load.read_back(ev.accounts), started + READBACK_S)
@@ -550,7 +556,9 @@ class Load:
         return False
 
     def answered_since(self, moment: float) -> bool:
-        return any(a.status is not None and a.started + a.seconds >= moment for a in self.ev.attempts)
+        return any(
+            a.status is not None and a.started + a.seconds >= moment for a in self.ev.attempts
+        )
 
     async def call(
         self,
@@ -689,7 +697,9 @@ class Load:
             body = {"email": victim.email, "password": victim.password}
             await self.call("locked login", "POST", "/login", json_body=body, target=victim.email)
 
-    async def order(self, plan: OrderPlan, timeout: float = CLIENT_TIMEOUT_S, read: bool = True) -> None:
+    async def order(
+        self, plan: OrderPlan, timeout: float = CLIENT_TIMEOUT_S, read: bool = True
+    ) -> None:
         token = self.ev.accounts[plan.account].token
         for attempt_no in range(ATTEMPTS):
             attempt = await self.call(
@@ -697,7 +707,11 @@ class Load:
                 headers={"Idempotency-Key": plan.key}, token=token, timeout=timeout,
             )  # fmt: skip
             plan.attempts.append(attempt)
-            if attempt.status is not None and attempt.status < 500 and attempt.status not in (409, 429):
+            if (
+                attempt.status is not None
+                and attempt.status < 500
+                and attempt.status not in (409, 429)
+            ):
                 break
             await asyncio.sleep(0.2 * (attempt_no + 1))  # the same key: a retry, not a new order
         body = plan.acknowledged[-1].body if plan.acknowledged else None

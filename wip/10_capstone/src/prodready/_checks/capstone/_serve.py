@@ -29,8 +29,11 @@ def peak_rss_bytes() -> int:
     try:
         import resource
     except ImportError:  # Windows
-        import psutil
+        import importlib
 
+        # psutil (installed with the course's Jupyter stack) has no stubs here: reach it
+        # through importlib, so that its untyped API stays behind this one typed function
+        psutil: Any = importlib.import_module("psutil")
         return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
@@ -62,7 +65,6 @@ def main(port_file: str) -> None:
     threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True).start()
     sys.path.insert(0, os.getcwd())
     import uvicorn
-
     from shop.main import app  # type: ignore[import-not-found]  # the learner's service
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

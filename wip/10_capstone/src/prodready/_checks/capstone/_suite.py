@@ -17,8 +17,8 @@ from ._run import Process, copy_service, digest, resolve
 from ._verdicts import Outcome
 
 SUITE_S = 90.0  # the whole suite, five times over
-CONFTEST = '''"""The course's fixtures for the shop's tests: service, client, account, provider, mailbox,
-logs and run_worker (their documentation: `prodready._checks.capstone.conftest_course`).
+CONFTEST = '''"""The course's fixtures for the shop's tests: service, client, account, provider,
+mailbox, logs and run_worker (their documentation: `prodready._checks.capstone.conftest_course`).
 This file belongs to the course: the readiness report runs your tests with its own copy."""
 
 from prodready._checks.capstone.conftest_course import *  # noqa: F403
@@ -75,7 +75,9 @@ def _run_suite(folder: Path) -> Outcome:
         out, err = pytest_run.output()
         entries = []
         if results.exists():
-            entries = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+            entries = [
+                json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()
+            ]
         return _judge(entries, code, out + err, seconds)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

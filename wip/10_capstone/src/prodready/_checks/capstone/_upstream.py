@@ -142,7 +142,9 @@ def upstream_app(state: Upstream) -> FastAPI:
                 return JSONResponse({"error": "key reused for another amount"}, status_code=422)
             return JSONResponse({"id": done.id, "amount_cents": done.amount_cents}, status_code=201)
         if key is not None and key in charging:
-            return JSONResponse({"error": "a request with this key is in progress"}, status_code=409)
+            return JSONResponse(
+                {"error": "a request with this key is in progress"}, status_code=409
+            )
         behaviour = state.forced_payments.pop(0) if state.forced_payments else next(payments)
         if key is not None:
             charging.add(key)

@@ -107,7 +107,9 @@ def judge_orders(ev: Evidence) -> Outcome:
     lost, doubled, wrong_total, twice_acked = [], [], [], []
     for plan in ev.orders:
         email = ev.accounts[plan.account].email
-        rows = [r for r in _stored_rows(ev, email) if (r["sku"], _int(r["qty"])) == (plan.sku, plan.qty)]
+        rows = [
+            r for r in _stored_rows(ev, email) if (r["sku"], _int(r["qty"])) == (plan.sku, plan.qty)
+        ]
         expected = PRICE_CENTS[plan.sku] * plan.qty
         ids = {a.body.get("id") for a in plan.acknowledged if isinstance(a.body, dict)}
         if len(ids) > 1:
@@ -115,8 +117,12 @@ def judge_orders(ev: Evidence) -> Outcome:
         if len(rows) > 1:
             doubled.append(plan)
         if plan.acknowledged:
-            body = plan.acknowledged[-1].body if isinstance(plan.acknowledged[-1].body, dict) else {}
-            stored = [r for r in rows if _int(r["id"]) == _int(body.get("id")) and r["status"] == "paid"]
+            body = (
+                plan.acknowledged[-1].body if isinstance(plan.acknowledged[-1].body, dict) else {}
+            )
+            stored = [
+                r for r in rows if _int(r["id"]) == _int(body.get("id")) and r["status"] == "paid"
+            ]
             if not stored:
                 lost.append(plan)
             if _int(body.get("total_cents")) != expected or any(
@@ -126,8 +132,9 @@ def judge_orders(ev: Evidence) -> Outcome:
     if lost:
         problems.append(
             f"{len(lost)} orders acknowledged with 201 are not stored as paid (read back through "
-            "GET /orders.csv): the customer was told the order went through, and the shop has no "
-            "record of it. (Module 02, transactions; module 08, the lifespan of what a request uses.)"
+            "GET /orders.csv): the customer was told the order went through, and the shop has "
+            "no record of it. (Module 02, transactions; module 08, the lifespan of what a "
+            "request uses.)"
         )
     if doubled or twice_acked:
         problems.append(
@@ -139,8 +146,9 @@ def judge_orders(ev: Evidence) -> Outcome:
         plan, got, expected = wrong_total[0]
         problems.append(
             f"{len(wrong_total)} orders have the wrong total: {plan.qty} x {plan.sku} came out "
-            f"as {got!r} cents instead of {expected}; at scale, a cent a line is real money, and "
-            "a total that depends on rounding cannot be reconciled. (Module 07, money is not a float.)"
+            f"as {got!r} cents instead of {expected}; at scale, a cent a line is real money, "
+            "and a total that depends on rounding cannot be reconciled. (Module 07, money is "
+            "not a float.)"
         )
     paid_rows = [
         r for rows in ev.stored.values() for r in rows if r.get("status") == "paid"
@@ -180,7 +188,11 @@ def judge_errors(ev: Evidence) -> Outcome:
     if (missing := _not_judged(ev, "load")) is not None:
         return missing
     problems: list[str] = []
-    own = [a for a in ev.attempts if a.status is not None and a.status >= 500 and a.status not in _UPSTREAM_5XX]
+    own = [
+        a
+        for a in ev.attempts
+        if a.status is not None and a.status >= 500 and a.status not in _UPSTREAM_5XX
+    ]
     if own:
         where = Counter(f"{a.method} {a.path.split('?')[0]}" for a in own)
         shown = ", ".join(f"{n} x {w}" for w, n in where.most_common(3))
@@ -195,7 +207,7 @@ def judge_errors(ev: Evidence) -> Outcome:
     answered = [a for a in bad if a.status is not None]
     if accepted:
         problems.append(
-            f"{len(accepted)} of {len(bad)} malformed orders (a quantity of \"3\", 0, -2, 2.5 "
+            f'{len(accepted)} of {len(bad)} malformed orders (a quantity of "3", 0, -2, 2.5 '
             "or a trillion, an unknown SKU, a field the API does not have, broken JSON...) were "
             f"not refused with a 4xx: {_statuses(accepted)}. (Module 01, validation.)"
         )
@@ -212,9 +224,7 @@ def judge_errors(ev: Evidence) -> Outcome:
         )
     strangers = [a for a in ev.of("stranger") if a.status not in (401, 403)]
     if strangers:
-        problems.append(
-            f"Orders without a valid login got {_statuses(strangers)} instead of 401."
-        )
+        problems.append(f"Orders without a valid login got {_statuses(strangers)} instead of 401.")
     given_up = [p for p in ev.orders if not p.acknowledged]
     if given_up and answered:
         seen = _statuses(a for p in given_up for a in p.attempts)
@@ -257,8 +267,8 @@ def judge_latency(ev: Evidence) -> Outcome:
     if unanswered or (order_p99 is not None and order_p99 > ORDER_P99_S):
         problems.append(
             f"{len(unanswered)} of {len(orders)} order attempts got no answer within "
-            f"{CLIENT_TIMEOUT_S:g} s: the client gives up, retries, and piles more work on a service "
-            "that is already behind. A provider that hangs must cost a bounded wait, not "
+            f"{CLIENT_TIMEOUT_S:g} s: the client gives up, retries, and piles more work on a "
+            "service that is already behind. A provider that hangs must cost a bounded wait, not "
             "the client's patience. (Module 03, timeouts and concurrency.)"
         )
     return Outcome(not problems, figures, problems)
@@ -328,14 +338,15 @@ def judge_logs(ev: Evidence) -> Outcome:
             "search them. (Module 05, structured logs.)"
         )
     answered = {a.request_id for a in ev.attempts if a.status is not None}
-    access, wrong = set(), []
+    access: set[str] = set()
+    wrong: list[tuple[dict[str, object], str]] = []
     for entry in parsed:
         found = _TRACE.search(str(entry.get("message", "")))
         if found is None:
             continue
         access.add(found.group(1))
         if entry.get("request_id") != found.group(1):
-            wrong.append(entry)
+            wrong.append((entry, found.group(1)))
     if parsed and answered and len(access & answered) < ACCESS_LINES_SHARE * len(answered):
         problems.append(
             f"Only {len(access & answered)} of the {len(answered)} requests that were answered "
@@ -343,13 +354,13 @@ def judge_logs(ev: Evidence) -> Outcome:
             "asked, and how it ended, is missing. (Module 05.)"
         )
     if wrong:
-        sample = wrong[0]
+        sample, traced = wrong[0]
         problems.append(
             f"{len(wrong)} access lines carry the wrong request id (for example "
             f"request_id={sample.get('request_id')!r} on the line of request "
-            f"{_TRACE.search(str(sample.get('message'))).group(1)!r}): under concurrency the "
+            f"{traced!r}): under concurrency the "
             "lines of one request are told under another's name, and the trail of an incident "
-            "leads nowhere. (Module 05, request ids with ContextVar.)"  # type: ignore[union-attr]
+            "leads nowhere. (Module 05, request ids with ContextVar.)"
         )
     everything = "\n".join(ev.logs.get(s, "") for s in sources)
     leaked = sorted({_kind_of_secret(ev, s) for s in ev.secrets if len(s) >= 6 and s in everything})
@@ -359,7 +370,10 @@ def judge_logs(ev: Evidence) -> Outcome:
             "a support engineer, an attacker with a foothold) can now use them. (Module 05, "
             "secrets never reach a log line.)"
         )
-    figures = f"{len(lines)} lines, {len(not_json)} not JSON, {len(wrong)} wrong ids, {len(leaked)} secrets"
+    figures = (
+        f"{len(lines)} lines, {len(not_json)} not JSON, {len(wrong)} wrong ids, "
+        f"{len(leaked)} secrets"
+    )
     return Outcome(not problems, figures, problems)
 
 
@@ -370,7 +384,10 @@ def judge_login(ev: Evidence) -> Outcome:
     if (missing := _not_judged(ev, "load")) is not None:
         return missing
     problems: list[str] = []
-    checked = {v.email: sum(a.status == 401 for a in ev.of("guess") if a.target == v.email) for v in ev.victims}
+    checked = {
+        v.email: sum(a.status == 401 for a in ev.of("guess") if a.target == v.email)
+        for v in ev.victims
+    }
     worst = max(checked.values(), default=0)
     if worst > LOCKOUT_ATTEMPTS:
         problems.append(
@@ -416,7 +433,9 @@ def judge_export(ev: Evidence) -> Outcome:
         if ev.memory_after is not None and ev.memory_before is not None
         else None
     )
-    health_p99 = p99(a.seconds if a.status is not None else CLIENT_TIMEOUT_S for a in ev.of("health"))
+    health_p99 = p99(
+        a.seconds if a.status is not None else CLIENT_TIMEOUT_S for a in ev.of("health")
+    )
     if ev.export_problem:
         problems.append(f"The export of {EXPORT_ROWS:,} orders failed: {ev.export_problem}.")
     elif ev.export_rows != EXPORT_ROWS:
@@ -439,7 +458,9 @@ def judge_export(ev: Evidence) -> Outcome:
         )
     figures = (
         f"{ev.export_rows if ev.export_rows is not None else 'n/a'} rows, peak memory "
-        f"+{growth / 1e6:.0f} MB" if growth is not None else "peak memory n/a"
+        f"+{growth / 1e6:.0f} MB"
+        if growth is not None
+        else "peak memory n/a"
     )
     return Outcome(not problems, figures, problems)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, MutableMapping
@@ -120,3 +121,17 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic garbage collection while the block runs. A full collection in a big
+    kernel can stop every thread for most of a second (read as a blocked event loop), and
+    it would free what a leaked object holds before the check has counted it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

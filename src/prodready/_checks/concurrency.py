@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import os
 import socket
@@ -33,7 +32,7 @@ import httpx
 from fastapi import FastAPI
 
 from .._check import Fail, checker, expect, run_in_fresh_loop
-from ._support import SERVER_THREAD, Overran, serve, within
+from ._support import SERVER_THREAD, Overran, gc_paused, serve, within
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -174,20 +173,6 @@ async def _answer(send: Send, status: int, body: bytes = b"") -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a check measures: in a big kernel a full
-    collection can stop every thread for most of a second, which would read as a blocked
-    event loop. A second without it costs nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _refused_url() -> str:
     """A loopback URL nothing listens on: connecting is refused at once."""
     with socket.socket() as probe:
@@ -276,7 +261,7 @@ def _unblock_endpoint(price_app: Any) -> str:
             first = await within(20, _burst(client, first_skus))
             return first, await within(20, _burst(client, second_skus))
 
-    with _gc_paused(), serve(watched) as base:
+    with gc_paused(), serve(watched) as base:
         try:
             first, second = run_in_fresh_loop(lambda: two_bursts(base))
         except Overran:
@@ -339,7 +324,7 @@ def _sync_or_async(
         f'decisions should map "one_call" and "fan_out" to "sync" or "async", got {decisions!r}',
     )
     upstream = Upstream()
-    with _gc_paused(), upstream.serve() as base:
+    with gc_paused(), upstream.serve() as base:
 
         def urls(way: str, count: int) -> list[str]:
             # the async calls are held until they overlap (if they ever do), for honest figures
@@ -432,7 +417,7 @@ FETCH_WATCHDOG = 2.5
 def _fetch_all(fetch_all: Callable[..., Awaitable[Mapping[str, int | None]]]) -> str:
     expect(callable(fetch_all), "fetch_all should be the async function from the task")
     upstream = Upstream(limit=FETCH_LIMIT)
-    with _gc_paused(), upstream.serve() as base:
+    with gc_paused(), upstream.serve() as base:
         fast = [f"{base}/item/{i}?delay={FAST}" for i in range(FAST_URLS)]
         hang, trickle = (
             f"{base}/hang",
@@ -672,7 +657,7 @@ def _cpu_offload(report_app: Any) -> str:
             work = await _wave(client, [CRUNCH_N, CRUNCH_N + 1], probe_health=True)
             return [warm, work, await _wave(client, [9], probe_health=False)]
 
-    with _gc_paused(), serve(report_app) as base:
+    with gc_paused(), serve(report_app) as base:
         try:
             warm, work, again = run_in_fresh_loop(lambda: within(30, three_waves(base)))
         except Overran:
@@ -749,7 +734,7 @@ def _aggregate(dashboard: Callable[..., Awaitable[Mapping[str, Any]]]) -> str:
     def body(name: str) -> dict[str, int]:
         return {"n": PARTS.index(name)}
 
-    with _gc_paused(), upstream.serve() as base:
+    with gc_paused(), upstream.serve() as base:
 
         def part(scenario: str, name: str, delay: float, together: str = "") -> str:
             return f"{base}/{scenario}/item/{PARTS.index(name)}?delay={delay}{together}"

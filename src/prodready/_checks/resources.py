@@ -61,7 +61,7 @@ from sqlalchemy.pool import Pool
 
 from .._check import Fail, checker, expect
 from .._course import scratch_dir
-from ._support import Overran, asgi_client, within
+from ._support import Overran, asgi_client, gc_paused, within
 
 __all__ = [
     "Base",
@@ -382,19 +382,6 @@ def _collect_quietly() -> None:
             gc.collect()
     finally:
         logging.disable(previous)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No automatic collection while the block runs, so that a leaked object keeps what it
-    holds until the check has counted it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _names(folder: Path) -> list[str]:
@@ -1523,7 +1510,7 @@ def _judge_suite(
 
 def _killer(tests: type, names: list[str], mutant: _Mutant) -> str | None:
     """The first test that fails against ``mutant``, or None when every test passes."""
-    paused = _gc_paused() if mutant.leaks else contextlib.nullcontext()
+    paused = gc_paused() if mutant.leaks else contextlib.nullcontext()
     try:
         with paused:  # a leaked session keeps its connection until a test looks
             runs = _run_suite(tests, names, mutant.fixture, correct=False)

@@ -793,6 +793,10 @@ def _cpu_offload(report_app: Any) -> str:
 PARTS = ("profile", "orders", "recs")
 HEALTHY_DELAY = 0.2
 SILENT_BUDGET = 0.5  # ten times what the two answering services need
+# How long past its budget a page may run before the check stops waiting: a page later
+# than its budget plus 0.3 s fails anyway, so a longer wait tells nothing more (and the
+# grader waits it out again on the starting code, the canary, after every pass).
+OVERRUN_GRACE = 1.5
 
 
 @checker("concurrency.aggregate")
@@ -826,10 +830,12 @@ def _aggregate(dashboard: Callable[..., Awaitable[Mapping[str, Any]]]) -> str:
         ) -> tuple[float, Mapping[str, Any]]:
             started = time.perf_counter()
             try:
-                result = await within(budget + 3, dashboard(client, urls, budget=budget))
+                result = await within(
+                    budget + OVERRUN_GRACE, dashboard(client, urls, budget=budget)
+                )
             except Overran:
                 raise Fail(
-                    f"dashboard() was still waiting {budget + 3:g} s after a budget of "
+                    f"dashboard() was still waiting {budget + OVERRUN_GRACE:g} s after a budget of "
                     f"{budget:g} s: the slow upstream held the whole page (or something "
                     "swallowed the cancellation of a call you stopped waiting for)"
                 ) from None

@@ -9,7 +9,7 @@ JOBS   ?= 2
 # JupyterLab refuses to start as root unless told; containers often run as root.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test lint bench workbooks refresh-outputs lock doctor clean
+.PHONY: lab test quick lint bench workbooks refresh-outputs lock doctor clean
 
 # The environment's scripts go first on the PATH, so `prodready ...` works as typed in
 # JupyterLab's terminals and in `!prodready ...` cells, without activating anything. The
@@ -22,6 +22,18 @@ lab: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/pytest -n $(JOBS) --dist loadscope $(NBVAL) tests notebooks solutions
+
+# The author's loop, under a minute: lint, the package's tests but the class-sized ones
+# (marked slow), and one module's self-tests and nbval. `make test` before committing.
+MODULE ?= 01
+quick: $(STAMP) lint
+	@module="$$(cd notebooks && ls $(MODULE)_*.ipynb 2>/dev/null | head -n 1)"; \
+	if [ -z "$$module" ]; then echo "make quick: no module $(MODULE) (MODULE=NN, as in notebooks/NN_*.ipynb)"; exit 2; fi; \
+	class="TestModule$(MODULE)_$$(basename "$$module" .ipynb | cut -d_ -f2-)"; \
+	$(BIN)/pytest -n $(JOBS) --dist loadscope -m "not slow" $(NBVAL) \
+		--ignore=tests/course/test_course_grading.py tests \
+		"tests/course/test_course_grading.py::$$class" \
+		"notebooks/$$module" "solutions/$$module"
 
 # The learner's loop in JupyterLab, in a real browser: headless Chromium from Debian's
 # package, driven by Playwright (which never downloads a browser of its own here).

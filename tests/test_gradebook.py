@@ -167,6 +167,7 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")  # built on purpose
 def test_a_hostile_class_grades_in_one_run_with_the_right_verdicts(
     fixture_course: Course, tmp_path: Path
@@ -213,6 +214,7 @@ def test_a_hostile_class_grades_in_one_run_with_the_right_verdicts(
     assert {p.name for p in (out / "feedback").iterdir()} == {f"{name}.html" for name in expected}
 
 
+@pytest.mark.slow
 def test_rerunning_replaces_the_gradebook_and_shards_merge_to_the_same_result(
     fixture_course: Course,
     tmp_path: Path,

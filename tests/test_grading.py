@@ -48,6 +48,7 @@ def test_hostile_answers_cost_only_their_own_exercise(fixture_course: Course) ->
     assert "(line 1 of the cell)" in got["fixture.total"]
 
 
+@pytest.mark.slow
 def test_a_dead_kernel_fails_what_could_not_run(fixture_course: Course) -> None:
     answers = solved(fixture_course)
     answers["fixture.greet"] = ["import os\nos._exit(1)"]

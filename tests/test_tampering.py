@@ -169,6 +169,7 @@ def by_id(results: tuple[ExerciseResult, ...]) -> dict[str, ExerciseResult]:
     return {r.exercise: r for r in results}
 
 
+@pytest.mark.slow  # the hostile class is graded once, in the module's fixture
 def test_an_honest_learner_in_the_same_run_passes_unflagged(
     graded: dict[str, tuple[ExerciseResult, ...]],
 ) -> None:
@@ -177,6 +178,7 @@ def test_an_honest_learner_in_the_same_run_passes_unflagged(
     }  # fmt: skip
 
 
+@pytest.mark.slow  # the hostile class is graded once, in the module's fixture
 @pytest.mark.parametrize("technique", list(TECHNIQUES))
 def test_a_forged_verdict_earns_nothing_and_says_why(
     graded: dict[str, tuple[ExerciseResult, ...]], technique: str
@@ -192,6 +194,7 @@ def test_a_forged_verdict_earns_nothing_and_says_why(
     assert results["fixture.total"].verdict == PASSED, results["fixture.total"].message
 
 
+@pytest.mark.slow  # the hostile class is graded once, in the module's fixture
 def test_one_answers_tampering_does_not_change_another_exercises_verdict(
     graded: dict[str, tuple[ExerciseResult, ...]],
 ) -> None:

@@ -9,6 +9,7 @@ module is a test class of its own, so the modules are graded in parallel.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,32 @@ def key(alt: Alternative) -> tuple[str, str, str]:
     return alt.exercise, alt.why, alt.source
 
 
+KERNELS = 2  # a module's trials run in this many kernels at once: they mostly wait
+
+
+def _in_kernels(
+    course: Course, module: Module, trials: list[Trial], files: Path | None
+) -> tuple[dict[str, ExerciseResult], list[dict[str, ExerciseResult]]]:
+    """`grade_trials`, with the trials dealt out in turn to KERNELS kernels running at the
+    same time. Each kernel grades the solution first; a check it fails in any of them is
+    a failure of the solution."""
+    shares = [trials[k::KERNELS] for k in range(KERNELS)]
+    with ThreadPoolExecutor(KERNELS) as pool:
+        outcomes = list(
+            pool.map(lambda share: grade_trials(course, module, share, files=files), shares)
+        )
+    solved: dict[str, ExerciseResult] = {}
+    for solution, _ in outcomes:
+        for exercise, result in solution.items():
+            if exercise not in solved or not result.passed:
+                solved[exercise] = result
+    results: list[dict[str, ExerciseResult]] = [{} for _ in trials]
+    for k, (_, share) in enumerate(outcomes):
+        for n, result in enumerate(share):
+            results[k + n * KERNELS] = result
+    return solved, results
+
+
 def grade_module(course: Course, module: Module, alts: list[Alternative], tmp: Path) -> Graded:
     shipped = stubs(read_notebook(course.solution(module)))
     in_cells = [alt for alt in alts if not alt.files]
@@ -40,9 +67,7 @@ def grade_module(course: Course, module: Module, alts: list[Alternative], tmp: P
     if module.files:  # the stubs share the shipped files: graded as shipped, below
         trials = []
     trials += [Trial({alt.exercise: [alt.source]}) for alt in in_cells]
-    solved, results = grade_trials(
-        course, module, trials, files=answer_files(course, module, [], tmp)
-    )
+    solved, results = _in_kernels(course, module, trials, answer_files(course, module, [], tmp))
     graded = Graded(solved, {}, {})
     if module.files:
         as_shipped, _ = grade_answers(course, module, {})

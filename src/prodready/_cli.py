@@ -10,11 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from . import _doctor, _gradebook, _learner
-from ._catalogue import CatalogueError, Module
-from ._course import COURSE_ENV, Course, CourseNotFound
-from ._grading import DEFAULT_TIMEOUT, ModuleGrade, grade_workbook
-from ._notebooks import NotebookError
+# This process reads and writes notebooks with nbformat, whose jsonschema imports
+# rfc3987_syntax when it is installed (Jupyter's event system pulls it in), and that import
+# builds a grammar: a second of CPU before any command starts. nbformat never checks the
+# "iri" formats it is for; the None entry makes that optional import fail at once.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from . import _doctor, _gradebook, _learner  # noqa: E402
+from ._catalogue import CatalogueError, Module  # noqa: E402
+from ._course import COURSE_ENV, Course, CourseNotFound  # noqa: E402
+from ._grading import DEFAULT_TIMEOUT, ModuleGrade, grade_workbook  # noqa: E402
+from ._notebooks import NotebookError  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,31 @@ def test_each_grading_run_loads_nbval_without_the_grammar_it_never_uses() -> Non
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "None"
+
+
+def test_the_first_kernel_boots_as_the_plugin_loads_in_its_notebooks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prodready import _nbval_report
+    from prodready._check import FIRST_KERNEL_ENV
+
+    monkeypatch.delenv(FIRST_KERNEL_ENV, raising=False)
+    assert _nbval_report._start_first_kernel() is None  # not a grading run: nothing starts
+    monkeypatch.setenv(FIRST_KERNEL_ENV, str(tmp_path))
+    started = _nbval_report._start_first_kernel()
+    assert started is not None and started[0] == str(tmp_path)
+    assert FIRST_KERNEL_ENV not in os.environ  # the kernels it starts do not see it
+    kernel = started[1].result(timeout=60)
+    try:
+        msg_id = kernel.execute_cell_input("import os; print(os.getcwd())", allow_stdin=False)
+        kernel.await_reply(msg_id, timeout=30)
+        printed = ""
+        while True:
+            msg = kernel.get_message("iopub", timeout=10)
+            if msg["msg_type"] == "stream":
+                printed += msg["content"]["text"]
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert printed.strip() == os.path.realpath(tmp_path)
+    finally:
+        kernel.stop()

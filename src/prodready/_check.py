@@ -25,6 +25,7 @@ from ._course import Course, CourseNotFound, find_course_root
 from ._progress import ProgressStore
 
 GRADING_ENV = "PRODREADY_GRADING"  # set by the grader: results are reported, not recorded
+FIRST_KERNEL_ENV = "PRODREADY_FIRST_KERNEL"  # set by the grader: the first notebook's folder
 Checker = Callable[..., str] | Callable[..., Awaitable[str]]
 F = TypeVar("F", bound=Checker)
 

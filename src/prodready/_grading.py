@@ -26,7 +26,7 @@ from typing import Any
 import nbformat
 
 from ._catalogue import Module
-from ._check import GRADING_ENV
+from ._check import FIRST_KERNEL_ENV, GRADING_ENV
 from ._course import COURSE_ENV, Course
 from ._notebooks import (
     ANSWER,
@@ -521,6 +521,7 @@ def _run_nbval(
         f"--prodready-learner-timeout={timeout:g}", f"--nbval-sanitize-with={SANITIZE}",
     ]  # fmt: skip
     env = {**os.environ, GRADING_ENV: "1", COURSE_ENV: str(course.root)}
+    env[FIRST_KERNEL_ENV] = str(workdir / _folder(0))  # booted while pytest starts
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_XDIST_WORKER", None)
     with open(log, "wb") as out:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +18,8 @@ from queue import Empty
 from typing import Any, TextIO
 
 import pytest
+
+from ._check import FIRST_KERNEL_ENV
 
 # jsonschema, under nbval's nbformat, imports rfc3987_syntax when it is installed (Jupyter's
 # event system pulls it in) to check "iri" formats, and that import builds a grammar: a second
@@ -126,9 +130,35 @@ def use_ipc_kernels() -> None:
     nbval.kernel.start_new_kernel = start_new_kernel
 
 
+def _start_first_kernel() -> tuple[str, Future[Any]] | None:
+    """The first notebook's kernel, started as this plugin loads (pytest loads it with -p,
+    before it imports nbval and collects): the kernel boots in a process of its own
+    meanwhile, about a second of every grading run. It runs no code until its notebook
+    starts, after collection has removed the graded notebooks from disk."""
+    folder = os.environ.pop(FIRST_KERNEL_ENV, "")  # kernels need not see it
+    if not folder:
+        return None
+    started: Future[Any] = Future()
+
+    def start() -> None:
+        try:
+            import nbval.kernel
+
+            use_ipc_kernels()
+            started.set_result(
+                nbval.kernel.RunningKernel(nbval.kernel.CURRENT_ENV_KERNEL_NAME, cwd=folder)
+            )
+        except BaseException as e:  # the notebook then starts its kernel as usual
+            started.set_exception(e)
+
+    threading.Thread(target=start, name="prodready-first-kernel", daemon=True).start()
+    return folder, started
+
+
 class _Kernels:
-    """Each notebook's kernel, started while the notebook before it runs, and stopped in
-    the background: a kernel's start and stop are a large part of a short notebook's time."""
+    """Each notebook's kernel, started while the notebook before it runs (the first one
+    while pytest starts), and stopped in the background: a kernel's start and stop are a
+    large part of a short notebook's time."""
 
     current: _Kernels | None = None
 
@@ -138,18 +168,28 @@ class _Kernels:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prodready-kernels")
         self.ready: dict[str, Future[Any]] = {}
         self.stopping: list[Future[Any]] = []
+        self.unused: list[Future[Any]] = []
 
     @classmethod
     def install(cls, folders: dict[str, str]) -> None:
         import nbval.plugin  # type: ignore[import-untyped]
 
-        cls.current = cls(folders, nbval.plugin.RunningKernel)
-        nbval.plugin.RunningKernel = cls.current.kernel
+        cls.current = kernels = cls(folders, nbval.plugin.RunningKernel)
+        nbval.plugin.RunningKernel = kernels.kernel
+        if _first_kernel is not None:
+            folder, started = _first_kernel
+            first = kernels.order[0] if kernels.order else None
+            if first is not None and os.path.realpath(first) == os.path.realpath(folder):
+                kernels.ready[first] = kernels.pool.submit(kernels.warm, started, first)
+            else:
+                kernels.unused.append(started)
 
     def kernel(self, kernel_name: str, cwd: str | None = None, startup_timeout: int = 60) -> Any:
+        kernel = None
         if cwd in self.ready:
-            kernel = self.ready.pop(cwd).result()
-        else:
+            with contextlib.suppress(Exception):  # it failed to start: start one now
+                kernel = self.ready.pop(cwd).result()
+        if kernel is None:
             kernel = self.start(kernel_name, cwd=cwd, startup_timeout=startup_timeout)
         if cwd in self.folders:
             later = self.order[self.order.index(cwd) + 1 :]
@@ -168,6 +208,12 @@ class _Kernels:
 
     def started_and_warm(self, kernel_name: str, cwd: str, startup_timeout: int) -> Any:
         kernel = self.start(kernel_name, cwd=cwd, startup_timeout=startup_timeout)
+        return self.warmed_up(kernel, cwd)
+
+    def warm(self, started: Future[Any], cwd: str) -> Any:
+        return self.warmed_up(started.result(), cwd)
+
+    def warmed_up(self, kernel: Any, cwd: str) -> Any:
         warm_up = self.folders.get(cwd, "")
         if warm_up:
             with contextlib.suppress(Exception):  # a cold kernel still works
@@ -177,7 +223,7 @@ class _Kernels:
         return kernel
 
     def close(self) -> None:
-        for future in self.ready.values():
+        for future in [*self.ready.values(), *self.unused]:
             with contextlib.suppress(Exception):
                 future.result().stop()
         for future in [*self.stopping]:
@@ -205,6 +251,9 @@ def _noticing_death(kernel: Any, await_reply: Any) -> Any:
                     raise
 
     return await_reply_or_death
+
+
+_first_kernel = _start_first_kernel()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -259,6 +259,9 @@ _first_kernel = _start_first_kernel()
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _Kernels.current is not None:
         _Kernels.current.close()
+    elif _first_kernel is not None:  # the run ended before collection: nothing adopted it
+        with contextlib.suppress(Exception):
+            _first_kernel[1].result(timeout=60).stop()
     if _sink is not None:
         _sink.close()
 

@@ -76,14 +76,3 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     finally:
         os.close(write_end)
     assert "Traceback" not in done.stderr and done.returncode == 0
-
-
-def test_the_command_reads_notebooks_without_the_grammar_it_never_uses() -> None:
-    # rfc3987_syntax builds a grammar on import: a second before every `prodready ...`
-    probe = (
-        "import sys, prodready._cli, nbformat; "
-        "nbformat.validate(nbformat.v4.new_notebook()); "
-        "print(sys.modules.get('rfc3987_syntax'))"
-    )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == "None"

@@ -136,11 +136,19 @@ def test_another_modules_workbook_under_this_name_is_named(fixture_course: Cours
     assert "holds answers for sessions, not for 01_fixture" in grade.notice
 
 
-def test_each_grading_run_loads_nbval_without_the_grammar_it_never_uses() -> None:
-    # rfc3987_syntax costs about a second of CPU per test run, paid once per chunk of notebooks;
-    # the grader loads its plugin with -p, which pytest imports before nbval's entry point
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        # the grader's test run: its plugin is loaded with -p, before nbval's entry point
+        "prodready._nbval_report, nbval.plugin",
+        # the `prodready` command, which reads and writes notebooks before any run starts
+        "prodready._cli",
+    ],
+)
+def test_reading_notebooks_never_builds_the_grammar_nbformat_never_uses(first_import: str) -> None:
+    # rfc3987_syntax builds a grammar on import: about a second of CPU each time
     probe = (
-        "import sys, prodready._nbval_report, nbval.plugin, nbformat; "
+        f"import sys, {first_import}, nbformat; "
         "nbformat.validate(nbformat.v4.new_notebook()); "
         "print(sys.modules.get('rfc3987_syntax'))"
     )

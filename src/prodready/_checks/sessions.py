@@ -59,7 +59,7 @@ from sqlalchemy.orm import sessionmaker as SessionMaker
 
 from .._check import Fail, checker, expect
 from .._course import scratch_dir
-from ._support import Overran, asgi_client, within
+from ._support import Overran, asgi_client, gc_paused, within
 
 __all__ = ["Account", "Author", "Base", "Book", "Publisher", "Reading", "VersionedAccount"]
 
@@ -332,13 +332,10 @@ def _async_engine(
 def _leaks_stay_visible() -> Iterator[None]:
     """Switch the cyclic garbage collector off, so a leaked session keeps its connection
     until we have counted it; afterwards collect, which hands leaked connections back."""
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        yield
+        with gc_paused():
+            yield
     finally:
-        if was_enabled:
-            gc.enable()
         _collect_quietly()
 
 

@@ -6,6 +6,7 @@ Review the diff afterwards: stored outputs are what nbval holds the course to.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,13 @@ def refresh(path: Path) -> None:
     nb = read_notebook(path)
     nb.metadata = {"kernelspec": dict(KERNELSPEC)}
     with tempfile.TemporaryDirectory(prefix="prodready-refresh-") as scratch:
+        # A solution whose answer includes files (solutions/NN_topic/): the files go beside
+        # it, as grading puts a learner's folder beside the workbook.
+        files = path.with_suffix("")
+        if path.parent.name == "solutions" and files.is_dir():
+            shutil.copytree(
+                files, Path(scratch) / files.name, ignore=shutil.ignore_patterns("__pycache__")
+            )
         client = NotebookClient(
             nb, timeout=900, kernel_name="python3", allow_errors=True,
             resources={"metadata": {"path": scratch}},

@@ -32,7 +32,14 @@ def alternatives(module: Module, kind: str) -> list[Alternative]:
     """The module's ``[[correct]]`` or ``[[wrong]]`` answers from its answers file."""
     path = ANSWERS / f"{module.name}.toml"
     raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    return [Alternative(**entry) for entry in raw.get(kind, [])]
+    overlays: dict[str, dict[str, str]] = raw.get("overlay", {})
+    found = []
+    for entry in raw.get(kind, []):
+        entry = dict(entry)
+        if "overlay" in entry:  # a set of files several entries share: see the answers file
+            entry["files"] = {**overlays[entry.pop("overlay")], **entry.get("files", {})}
+        found.append(Alternative(**entry))
+    return found
 
 
 def rounds(alts: list[Alternative]) -> list[list[Alternative]]:

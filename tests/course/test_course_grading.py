@@ -60,30 +60,64 @@ def _in_kernels(
     return solved, results
 
 
+FILE_GRADINGS = 4  # a module whose answer is files: gradings at once (they mostly wait)
+
+
 def grade_module(course: Course, module: Module, alts: list[Alternative], tmp: Path) -> Graded:
+    if module.files:
+        return _grade_files_module(course, module, alts, tmp)
     shipped = stubs(read_notebook(course.solution(module)))
     in_cells = [alt for alt in alts if not alt.files]
     trials = [Trial({ex: sources}, replay=True) for ex, sources in shipped.items()]
-    if module.files:  # the stubs share the shipped files: graded as shipped, below
-        trials = []
     trials += [Trial({alt.exercise: [alt.source]}) for alt in in_cells]
-    solved, results = _in_kernels(course, module, trials, answer_files(course, module, [], tmp))
+    solved, results = _in_kernels(course, module, trials, None)
     graded = Graded(solved, {}, {})
-    if module.files:
-        as_shipped, _ = grade_answers(course, module, {})
-        graded.stubs = {r.exercise: {r.exercise: r} for r in as_shipped}
-    else:
-        for exercise, result in zip(shipped, results, strict=False):
-            graded.stubs[exercise] = result
+    for exercise, result in zip(shipped, results, strict=False):
+        graded.stubs[exercise] = result
     for alt, result in zip(in_cells, results[len(trials) - len(in_cells) :], strict=True):
         graded.answers[key(alt)] = result[alt.exercise]
-    for alt in (alt for alt in alts if alt.files):  # a change to the files: a kernel each
-        answers = alt.answers(solution_answers(course, module))
-        folder = answer_files(
-            course, module, [alt], tmp / hashlib.sha1(alt.why.encode()).hexdigest()
-        )
-        results_of_files, _ = grade_answers(course, module, answers, files=folder)
-        graded.answers[key(alt)] = next(r for r in results_of_files if r.exercise == alt.exercise)
+    return graded
+
+
+def _grade_files_module(
+    course: Course, module: Module, alts: list[Alternative], tmp: Path
+) -> Graded:
+    """The solution, the shipped files (every stub at once: they share the files) and each
+    change to the files, each graded in a kernel of its own, FILE_GRADINGS at a time.
+    Answers with the same files and cells are graded once: a run of the capstone's report
+    takes tens of seconds, most of them waiting on its service."""
+    in_cells = [alt for alt in alts if not alt.files]
+    reference = answer_files(course, module, [], tmp)
+    runs: dict[str, tuple[dict[str, list[str]], Path | None]] = {}
+    same_as: dict[tuple[str, str, str], str] = {}
+    for alt in alts:
+        if alt.files:
+            answers = alt.answers(solution_answers(course, module))
+            same = hashlib.sha1(repr((sorted(alt.files.items()), answers)).encode()).hexdigest()
+            if same not in runs:
+                runs[same] = answers, answer_files(course, module, [alt], tmp / same)
+            same_as[key(alt)] = same
+
+    def solution() -> tuple[dict[str, ExerciseResult], list[dict[str, ExerciseResult]]]:
+        trials = [Trial({alt.exercise: [alt.source]}) for alt in in_cells]
+        return grade_trials(course, module, trials, files=reference)
+
+    def graded_files(answers: dict[str, list[str]], files: Path | None) -> list[ExerciseResult]:
+        return grade_answers(course, module, answers, files=files)[0]
+
+    with ThreadPoolExecutor(FILE_GRADINGS) as pool:
+        solved = pool.submit(solution)
+        as_shipped = pool.submit(grade_answers, course, module, {})
+        by_files = {same: pool.submit(graded_files, *run) for same, run in runs.items()}
+        (solution_results, in_cell_results) = solved.result()
+        graded = Graded(solution_results, {}, {})
+        graded.stubs = {r.exercise: {r.exercise: r} for r in as_shipped.result()[0]}
+        for alt, result in zip(in_cells, in_cell_results, strict=True):
+            graded.answers[key(alt)] = result[alt.exercise]
+        for alt in alts:
+            if alt.files:
+                results = by_files[same_as[key(alt)]].result()
+                graded.answers[key(alt)] = next(r for r in results if r.exercise == alt.exercise)
     return graded
 
 

@@ -574,19 +574,21 @@ def _children() -> set[int]:
 
         helpers.add(getattr(resource_tracker._resource_tracker, "_pid", None))
         helpers.add(getattr(forkserver._forkserver, "_forkserver_pid", None))
-    proc = Path("/proc/self/task")
-    if not proc.is_dir():  # not Linux: what multiprocessing started is what we can see
+    if not Path("/proc/self/stat").is_file():  # not Linux: what multiprocessing started
         return {p.pid for p in multiprocessing.active_children() if p.pid} - helpers
-    pids: set[int] = set()
-    for task in proc.iterdir():
-        with contextlib.suppress(OSError):
-            pids.update(int(pid) for pid in (task / "children").read_text().split())
-    alive = set()
-    for pid in pids - helpers:
-        with contextlib.suppress(OSError, IndexError):
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.add(pid)
-    return alive
+    # Every process whose parent is this one, whichever thread started it. (Each thread's
+    # /proc/self/task/*/children would miss a child for a moment when the thread that
+    # started it has just exited, as a server thread has after `serve`: the kernel is still
+    # moving its children to another thread. Their parent process stays this one.)
+    me, alive = os.getpid(), set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, parent = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            if int(parent) == me and state != "Z":
+                alive.add(int(entry.name))
+    return alive - helpers
 
 
 def _thread_cpu(thread: threading.Thread | None) -> float | None:

@@ -47,6 +47,7 @@ import httpx
 from ..._check import Fail, run_in_fresh_loop
 from ..._child import command
 from .._support import serve
+from . import _forks
 from ._upstream import FLAKY_MAIL, FLAKY_PAYMENTS, STEADY_PAYMENTS, Upstream, upstream_app
 
 Kind = Literal["load", "export", "receipts"]
@@ -205,10 +206,7 @@ class Process:
         self.out_path, self.err_path = logs / f"{name}.out", logs / f"{name}.err"
         self._out, self._err = self.out_path.open("wb"), self.err_path.open("wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            argv, cwd=cwd, env=child_env, stdout=self._out, stderr=self._err,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        self.proc = _forks.start(argv, str(cwd), child_env, self._out, self._err)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

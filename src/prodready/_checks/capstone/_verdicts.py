@@ -20,6 +20,7 @@ from ._run import (
     ATTEMPTS,
     CLIENT_TIMEOUT_S,
     EXPORT_ROWS,
+    HUNG_S,
     PRICE_CENTS,
     Attempt,
     Evidence,
@@ -241,15 +242,22 @@ def judge_errors(ev: Evidence) -> Outcome:
 # --- 3. latency --------------------------------------------------------------------------
 
 
+LOAD_OPS = {"order", "bad order", "stranger", "login", "look", "guess", "locked login", "read"}
+
+
 def judge_latency(ev: Evidence) -> Outcome:
     health = [a.seconds if a.status is not None else CLIENT_TIMEOUT_S for a in ev.of("health")]
     orders = [a.seconds if a.status is not None else CLIENT_TIMEOUT_S for a in ev.of("order")]
     health_p99, order_p99 = p99(health), p99(orders)
     figures = f"health p99 {_seconds(health_p99)}, orders p99 {_seconds(order_p99)}"
+    # Throughput: what the load got answered while it ran (the set-up is not measured).
+    answered = [a for a in ev.attempts if a.status is not None and a.op in LOAD_OPS]
+    if ev.timings.get("load"):
+        figures += f", {len(answered) / ev.timings['load']:.0f} answers/s"
     problems: list[str] = []
     if ev.hung:
         problems.append(
-            f"The service stopped answering during the load: for {3:g} s, not one request "
+            f"The service stopped answering during the load: for {HUNG_S:g} s, not one request "
             "(not even GET /health) got an answer, so the report stopped there. A process "
             "whose event loop is stuck in a call to another service serves nobody. (Module 03, "
             "blocking calls in async code and timeouts.)"

@@ -21,9 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-tests", action="store_true", help="skip the service's own tests")
     args = parser.parse_args(argv)
     folder = args.folder or str(default_folder())
-    print(
-        f"Running the report on {folder}: three runs of the service and its tests (about a minute)"
-    )
+    print(f"Running the report on {folder}: three runs of the service and its tests (15 to 30 s)")
     text, all_met = report(folder, tests=not args.no_tests)
     print(text)
     return 0 if all_met else 1

@@ -10,6 +10,7 @@ each from a fresh copy of the files, and the median of each figure:
 - lost writes (an order acknowledged with 201 missing from the database), duplicated orders
   and double charges;
 - the export's peak memory growth, and receipts sent more than once;
+- how many of the seven load, export and receipt requirements each run meets;
 - how long the three runs take; and the service's start (to its port being open) forked
   from the warm server (`_forks`) against an ordinary `python` process: median of 5.
 
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from prodready._checks.capstone import _forks, _run, _verdicts
+from prodready._checks.capstone._report import REQUIREMENTS
 from prodready._course import find_course_root
 
 RUNS = int(os.environ.get("BENCH_CAPSTONE_RUNS", "3"))
@@ -49,6 +51,8 @@ def _figures(folder: Path) -> dict[str, float]:
     started = time.perf_counter()
     load, export, receipts = (_run.run(folder, kind) for kind in ("load", "export", "receipts"))
     took = time.perf_counter() - started
+    runs = {"load": load, "export": export, "receipts": receipts}
+    met = sum(r.judge(runs[r.kind]).ok for r in REQUIREMENTS)
     latency = _verdicts.judge_latency(load).figures  # "health p99 0.08 s, orders p99 ..."
     orders = _verdicts.judge_orders(load).figures  # "40/40 acknowledged, 0 lost, ..."
     memory = _verdicts.judge_export(export).figures  # "60000 rows, peak memory +5 MB"
@@ -66,6 +70,7 @@ def _figures(folder: Path) -> dict[str, float]:
         "export +MB": _numbers(memory, 2)[1],
         "receipt repeats": _numbers(mail, 3)[2],
         "report s": took,
+        "met of 7": float(met),
     }
 
 
@@ -119,6 +124,9 @@ def main() -> None:
     for k in names:
         cells = "".join(f"{statistics.median(table[name][k]):>12.2f}" for name in SERVICES)
         print(f"{k:<16}{cells}")
+    for name in SERVICES:
+        counts = [int(n) for n in table[name]["met of 7"]]
+        print(f"{name}: requirements met in each run: {counts}")
     warm, cold = _starts(SERVICES["reference"])
     print(
         f"service start to first answer: {warm:.2f} s forked from the warm server, "

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from prodready._checks.capstone import _forks, _run, _verdicts
 from prodready._checks.capstone._report import REQUIREMENTS
@@ -95,7 +96,10 @@ def _service_start(folder: Path) -> float:
             process.stop()
 
 
-def _cold(argv, cwd, env, out, err):  # type: ignore[no-untyped-def]
+def _cold(
+    argv: list[str], cwd: str, env: dict[str, str], out: IO[bytes], err: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """`_forks.start` as it was before the fork server: a new interpreter per process."""
     return subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL
     )
@@ -104,7 +108,7 @@ def _cold(argv, cwd, env, out, err):  # type: ignore[no-untyped-def]
 def _starts(folder: Path) -> tuple[float, float]:
     _service_start(folder)  # the fork server's own start, once per checker process
     warm = statistics.median(_service_start(folder) for _ in range(5))
-    forked, _forks.start = _forks.start, _cold  # type: ignore[assignment]
+    forked, _forks.start = _forks.start, _cold
     try:
         cold = statistics.median(_service_start(folder) for _ in range(5))
     finally:
@@ -114,7 +118,7 @@ def _starts(folder: Path) -> tuple[float, float]:
 
 def main() -> None:
     names = list(_figures(SERVICES["reference"]))  # and a warm-up
-    table = {name: {k: [] for k in names} for name in SERVICES}
+    table: dict[str, dict[str, list[float]]] = {name: {k: [] for k in names} for name in SERVICES}
     for _ in range(RUNS):
         for name, folder in SERVICES.items():
             for k, v in _figures(folder).items():

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 
 SCRIPT = """
 import json, os, random, sys
-print(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:], "env": os.environ.get("FORKS_TEST"),
-                  "random": random.random(), "path0": sys.path[0], "main": __name__}))
+print(json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "argv": sys.argv[1:],
+                  "env": os.environ.get("FORKS_TEST"), "random": random.random(),
+                  "path0": sys.path[0], "main": __name__}))
 print("to stderr", file=sys.stderr)
 if sys.argv[1:] == ["fail"]:
     raise SystemExit(3)
@@ -36,15 +37,16 @@ if sys.argv[1:] == ["hang"]:
 
 
 def _start(
-    server: _forks.ForkServer, tmp: Path, name: str, *args: str
-) -> tuple[_forks.Child, Path]:
+    server: _forks.ForkServer, tmp: Path, name: str, *args: str,
+    timeout: float = _forks.START_TIMEOUT_S,
+) -> tuple[_forks.Child, Path]:  # fmt: skip
     folder = tmp / name
     folder.mkdir()
     (folder / "script.py").write_text(SCRIPT, encoding="utf-8")
     argv, env = command(["script.py", *args])
     env["FORKS_TEST"] = name
     out, err = folder / "out", folder / "err"
-    return server.spawn(argv[3:], str(folder), env, str(out), str(err)), folder
+    return server.spawn(argv[3:], str(folder), env, str(out), str(err), timeout), folder
 
 
 @pytest.fixture
@@ -99,6 +101,30 @@ def test_children_do_not_outlive_the_checker(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not _forks._exists(hung.pid)
     assert hung.wait(5) == -signal.SIGKILL
+
+
+def test_a_start_answered_too_late_is_never_taken_for_a_later_one(tmp_path: Path) -> None:
+    """The first start waits for the server's imports. If the checker stops waiting, the late
+    answer must not become the next start's (it did: every later process then had the one
+    before it's pid and exit code), and the child nobody watches is killed."""
+    server = _forks.ForkServer()
+    try:
+        with pytest.raises(OSError, match="did not answer"):
+            _start(server, tmp_path, "late", "hang", timeout=0.001)  # the imports take longer
+        assert not server.responsive, "after an unanswered start, start() must not wait again"
+        following, following_dir = _start(server, tmp_path, "following", "fail")
+        assert following.wait(30) == 3
+        assert json.loads((following_dir / "out").read_text())["env"] == "following"
+        assert following.pid == json.loads((following_dir / "out").read_text())["pid"]
+        late_out = tmp_path / "late" / "out"
+        if late_out.read_text():  # it ran for a moment before it was killed
+            late = json.loads(late_out.read_text())["pid"]
+            deadline = time.monotonic() + 10
+            while _forks._exists(late) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _forks._exists(late), "a child whose start came too late must be killed"
+    finally:
+        server.close()
 
 
 def test_start_falls_back_to_an_ordinary_process_without_a_server(

@@ -10,12 +10,17 @@ each child, from its own folder. Each child gets its own argument list, working 
 environment, output files and random seed, and runs through ``prodready._child``, so the
 grader's files are out of its reach as before.
 
-Protocol, one JSON line each way: the checker sends ``{"argv", "cwd", "env", "out", "err"}``;
-the server answers ``{"started": pid}`` (or ``{"failed": why}``), and later
-``{"exited": pid, "code": returncode}`` (negative: killed by that signal, as ``Popen``).
-When the checker goes away (its end of the pipe closes), the server kills the children
-that are still running and exits. Where ``fork`` does not exist (Windows), or the server
-cannot start, processes start the ordinary way (``subprocess.Popen``).
+Protocol, one JSON line each way: the checker sends ``{"id", "argv", "cwd", "env", "out",
+"err"}``; the server answers ``{"id", "started": pid}`` (or ``{"id", "failed": why}``), and
+later ``{"id", "exited": returncode}`` (negative: killed by that signal, as ``Popen``).
+Every reply names its request, never only a process id: an answer that comes after the
+checker stopped waiting (the first one waits for the imports, which on a loaded machine
+can take many seconds) is not taken for the answer to a later request, and a process id
+the system reuses is not taken for an earlier child's. A child whose start came too late
+is killed: nobody is watching it. When the checker goes away (its end of the pipe closes),
+the server kills the children that are still running and exits. Where ``fork`` does not
+exist (Windows), or the server cannot start or answer, processes start the ordinary way
+(``subprocess.Popen``).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _serve() -> None:
             importlib.import_module(name)
     commands, replies = sys.stdin.fileno(), sys.stdout.buffer
     pending = b""
-    children: set[int] = set()
+    children: dict[int, int] = {}  # pid: the request that started it
     # An ended child wakes the loop (a byte on `woken`); the interrupt of a terminal or a
     # kernel is for the checker, which stops the children itself.
     woken, wake = os.pipe()
@@ -74,8 +79,7 @@ def _serve() -> None:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            children.discard(pid)
-            reply({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+            reply({"id": children.pop(pid), "exited": os.waitstatus_to_exitcode(status)})
         readable, _, _ = select.select([commands, woken], [], [])
         if woken in readable:
             os.read(woken, 4096)
@@ -95,15 +99,15 @@ def _serve() -> None:
                 out = os.open(spec["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 err = os.open(spec["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             except OSError as e:
-                reply({"failed": f"{type(e).__name__}: {e}"})
+                reply({"id": spec["id"], "failed": f"{type(e).__name__}: {e}"})
                 continue
             pid = os.fork()
             if pid == 0:
                 _become(spec, out, err)  # raises SystemExit, never returns
             os.close(out)
             os.close(err)
-            children.add(pid)
-            reply({"started": pid})
+            children[pid] = spec["id"]
+            reply({"id": spec["id"], "started": pid})
 
 
 def _text_stream(fd: int, unbuffered: bool) -> io.TextIOWrapper:
@@ -158,23 +162,25 @@ class Child:
     """A process started by the fork server, with the part of ``Popen``'s API the report
     uses: ``pid``, ``returncode``, ``poll``, ``wait``, ``terminate``, ``kill``."""
 
-    def __init__(self, server: ForkServer, pid: int) -> None:
-        self._server, self.pid = server, pid
+    def __init__(self, server: ForkServer, request: int, pid: int) -> None:
+        self._server, self._request, self.pid = server, request, pid
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        self.returncode = self._server.exit_code(self.pid)
+        if self.returncode is None:
+            self.returncode = self._server.exit_code(self._request, self.pid)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        code = self._server.wait_for(self.pid, timeout)
-        if code is None:
-            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-        self.returncode = code
-        return code
+        if self.returncode is None:
+            code = self._server.wait_for(self._request, self.pid, timeout)
+            if code is None:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            self.returncode = code
+        return self.returncode
 
     def send_signal(self, number: int) -> None:
-        if self.poll() is None:
+        if self.poll() is None:  # once it is reaped, its pid may be another process's
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, number)
 
@@ -183,6 +189,11 @@ class Child:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+# How long a start may take: the first one waits for the server's imports, which take a
+# second on an idle machine and can take tens on one that is grading a class.
+START_TIMEOUT_S = 60.0
 
 
 class ForkServer:
@@ -195,11 +206,14 @@ class ForkServer:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._commands: IO[bytes] = self._proc.stdin
         self._replies: IO[bytes] = self._proc.stdout
-        self._lock = threading.Lock()  # one command at a time, each with its reply
+        self._lock = threading.Lock()  # one command written at a time
         self._changed = threading.Condition()
-        self._started: list[dict[str, Any]] = []
-        self._exits: dict[int, int] = {}
+        self._next = 0
+        self._answers: dict[int, dict[str, Any]] = {}  # request: its start's answer
+        self._abandoned: set[int] = set()  # requests whose answer nobody waits for now
+        self._exits: dict[int, int] = {}  # request: its child's exit code
         self._gone = False
+        self.responsive = True  # False once a start went unanswered: start the ordinary way
         threading.Thread(target=self._listen, name="prodready-forks", daemon=True).start()
 
     def alive(self) -> bool:
@@ -208,37 +222,53 @@ class ForkServer:
     def _listen(self) -> None:
         for line in self._replies:
             message = json.loads(line)
+            request = int(message["id"])
             with self._changed:
                 if "exited" in message:
-                    self._exits[int(message["exited"])] = int(message["code"])
+                    self._exits[request] = int(message["exited"])
+                elif request in self._abandoned:  # started too late: nobody watches it
+                    self._abandoned.discard(request)
+                    if "started" in message:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(message["started"]), signal.SIGKILL)
                 else:
-                    self._started.append(message)
+                    self._answers[request] = message
                 self._changed.notify_all()
         with self._changed:  # the server is gone: nothing more will be reported
             self._gone = True
-            self._started.append({"failed": "the fork server exited"})
             self._changed.notify_all()
 
-    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> Child:
-        spec = {"argv": argv, "cwd": cwd, "env": env, "out": out, "err": err}
+    def spawn(
+        self, argv: list[str], cwd: str, env: dict[str, str], out: str, err: str,
+        timeout: float = START_TIMEOUT_S,
+    ) -> Child:  # fmt: skip
         with self._lock:
+            request, self._next = self._next, self._next + 1
+            spec = {"id": request, "argv": argv, "cwd": cwd, "env": env, "out": out, "err": err}
             self._commands.write(json.dumps(spec).encode() + b"\n")
             self._commands.flush()
-            with self._changed:
-                if not self._changed.wait_for(lambda: self._started, timeout=10):
-                    raise OSError("the fork server did not answer")
-                answer = self._started.pop(0)
+        with self._changed:
+            answered = self._changed.wait_for(
+                lambda: request in self._answers or self._gone, timeout=timeout
+            )
+            answer = self._answers.pop(request, None)
+            if answer is None:
+                self._abandoned.add(request)
+                self.responsive = False
+                raise OSError(
+                    "the fork server exited" if answered else "the fork server did not answer"
+                )
         if "started" not in answer:
             raise OSError(str(answer.get("failed")))
-        return Child(self, int(answer["started"]))
+        return Child(self, request, int(answer["started"]))
 
-    def exit_code(self, pid: int) -> int | None:
+    def exit_code(self, request: int, pid: int) -> int | None:
         with self._changed:
-            if pid not in self._exits and self._gone and not _exists(pid):
-                self._exits[pid] = -signal.SIGKILL  # its parent died: its code is lost
-            return self._exits.get(pid)
+            if request not in self._exits and self._gone and not _exists(pid):
+                self._exits[request] = -signal.SIGKILL  # its parent died: its code is lost
+            return self._exits.get(request)
 
-    def wait_for(self, pid: int, timeout: float | None) -> int | None:
+    def wait_for(self, request: int, pid: int, timeout: float | None) -> int | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._changed:
@@ -246,8 +276,8 @@ class ForkServer:
                 step = 0.1 if self._gone else left
                 if step is not None and left is not None:
                     step = min(step, left)
-                self._changed.wait_for(lambda: pid in self._exits, timeout=step)
-            code = self.exit_code(pid)
+                self._changed.wait_for(lambda: request in self._exits, timeout=step)
+            code = self.exit_code(request, pid)
             if code is not None or (deadline is not None and time.monotonic() >= deadline):
                 return code
 
@@ -291,7 +321,7 @@ def start(
                 except OSError:
                     _server = None
             server = _server
-        if server is not None:
+        if server is not None and server.responsive:
             with contextlib.suppress(OSError):
                 return server.spawn(argv[3:], cwd, env, str(out.name), str(err.name))
     return subprocess.Popen(

@@ -126,8 +126,8 @@ def test_the_bootstrap_installs_with_the_pinned_uv_and_falls_back_to_pip(tmp_pat
     assert get_uv[:4] == [python, "-m", "pip", "install"]
     assert get_uv[-1] == f"uv=={pinned_versions(REPO / 'constraints.txt')['uv']}"
     assert install == [
-        str(bootstrap.program(venv, "uv")), "pip", "install", "--python", python,
-        *bootstrap.INSTALL_DEPS,
+        str(bootstrap.program(venv, "uv")), "pip", "install", "--compile-bytecode",
+        "--python", python, *bootstrap.INSTALL_DEPS,
     ]  # fmt: skip
     assert bootstrap.pip_command(venv)[-4:] == bootstrap.INSTALL_DEPS
 

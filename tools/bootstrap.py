@@ -75,7 +75,10 @@ def uv_commands(venv: Path, root: Path = ROOT) -> list[list[str]]:
     return [
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          f"uv=={pin[1]}"],
-        [str(program(venv, "uv")), "pip", "install", "--python", python, *INSTALL_DEPS],
+        # Bytecode at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, Python
+        # never writes it, and every process would compile the stack from source again.
+        [str(program(venv, "uv")), "pip", "install", "--compile-bytecode", "--python", python,
+         *INSTALL_DEPS],
     ]  # fmt: skip
 
 

@@ -202,6 +202,7 @@ def _contains(error: BaseException, kinds: tuple[type[BaseException], ...]) -> b
 
 LOOKUP_SECONDS = 0.05  # legacy_price() sleeps this long (the workbook's setup cell)
 BURST = 10
+RETRIES = 2  # more bursts when the loop looked stalled: a busy machine, or a blocking call
 
 
 @dataclass
@@ -248,6 +249,9 @@ class _LoopWatch:
     def stalled(self, since: float, until: float) -> float:
         return sum(seconds for when, seconds in self.stalls if since <= when <= until)
 
+    def stalled_during(self, burst: _Burst) -> float:
+        return self.stalled(burst.started, burst.started + burst.elapsed)
+
 
 @checker("concurrency.unblock_endpoint")
 def _unblock_endpoint(price_app: Any) -> str:
@@ -259,14 +263,25 @@ def _unblock_endpoint(price_app: Any) -> str:
     before = set(threading.enumerate())
     watched = _LoopWatch(price_app)
 
-    async def two_bursts(base: str) -> tuple[_Burst, _Burst]:
+    async def bursts(base: str) -> tuple[_Burst, _Burst, _Burst]:
+        """Two bursts, and the one of them (or of up to two more) whose loop was least
+        stalled: a blocking call stalls the loop for its full length in every burst,
+        however busy the machine, while a busy machine stalls a free loop only now and
+        then, so the best of three cannot fail a correct answer by bad luck."""
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             first = await within(20, _burst(client, first_skus))
-            return first, await within(20, _burst(client, second_skus))
+            second = await within(20, _burst(client, second_skus))
+            least = min((first, second), key=watched.stalled_during)
+            for _ in range(RETRIES):
+                if watched.stalled_during(least) < serial / 2:
+                    break
+                again = await within(20, _burst(client, first_skus))
+                least = min((least, again), key=watched.stalled_during)
+            return first, second, least
 
     with gc_paused(), serve(watched) as base:
         try:
-            first, second = run_in_fresh_loop(lambda: two_bursts(base))
+            first, second, least = run_in_fresh_loop(lambda: bursts(base))
         except Overran:
             raise Fail("10 requests to /price were still unanswered after 20 s") from None
     for sku, response in zip(
@@ -289,10 +304,10 @@ def _unblock_endpoint(price_app: Any) -> str:
         "1,000 requests that is 1,000 threads and 1,000 calls at once into the SDK, with "
         "nothing to bound them; run the call on threads the server keeps and reuses.",
     )
-    blocked = watched.stalled(first.started, first.started + first.elapsed)
+    blocked = watched.stalled_during(least)
     expect(
         blocked < serial / 2,
-        f"10 concurrent requests took {first.elapsed:.2f} s, and for {blocked:.2f} s of it the "
+        f"10 concurrent requests took {least.elapsed:.2f} s, and for {blocked:.2f} s of it the "
         "event loop could not run at all: each request waited for the one before. "
         "legacy_price() blocks, and a blocking call inside `async def` freezes the event loop "
         "that serves every other request (a helper that calls it without handing it to a "
